@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: free ports, polling with a deadline, process fixtures."""
