@@ -62,7 +62,8 @@ class ModelhostError(Exception):
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON body the control plane sends for this error."""
-        return {"error": {"code": self.code, "message": self.message, "hint": self.hint, "details": self.details}}
+        body = {"code": self.code, "message": self.message, "hint": self.hint, "details": self.details}
+        return {"error": body}
 
 
 class ValidationError(ModelhostError):

@@ -35,7 +35,10 @@ DEFAULT_CONTROL_PORT = 8790
 DEFAULT_ROUTER_PORT = 8791
 
 
-def _port(name: str, raw: str) -> int:
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
     try:
         port = int(raw)
     except ValueError:
@@ -63,8 +66,8 @@ class Settings:
             home=ws,
             database_url=env.get("MODELHOST_DATABASE_URL") or f"sqlite:///{ws / 'modelhost.db'}",
             cache_dir=Path(env.get("MODELHOST_CACHE_DIR") or user_home / ".cache" / "modelhost").expanduser(),
-            control_port=_port("MODELHOST_CONTROL_PORT", env.get("MODELHOST_CONTROL_PORT", str(DEFAULT_CONTROL_PORT))),
-            router_port=_port("MODELHOST_ROUTER_PORT", env.get("MODELHOST_ROUTER_PORT", str(DEFAULT_ROUTER_PORT))),
+            control_port=_port(env, "MODELHOST_CONTROL_PORT", DEFAULT_CONTROL_PORT),
+            router_port=_port(env, "MODELHOST_ROUTER_PORT", DEFAULT_ROUTER_PORT),
             host=env.get("MODELHOST_HOST", "127.0.0.1"),
         )
 
