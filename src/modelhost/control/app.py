@@ -1,0 +1,173 @@
+"""Composition root of the control plane: settings -> store, artifacts, builder, services -> ASGI app.
+
+Later work adds services, the runtime, the router table and loops here; handlers stay in
+:mod:`.api`. The app answers every error with the JSON of :meth:`ModelhostError.to_payload`:
+``ModelhostError`` with its own status, an unknown route or method as 404/405, anything else as a
+500 whose details stay in the control plane's log.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from modelhost import __version__
+from modelhost.build.environment import EnvironmentBuilder
+from modelhost.control import api
+from modelhost.control.environments import EnvironmentService
+from modelhost.control.models import ModelService
+from modelhost.control.operations import Operations
+from modelhost.errors import AuthenticationError, ModelhostError
+from modelhost.settings import Settings
+from modelhost.store.artifacts import ArtifactStore
+from modelhost.store.database import mask_url
+from modelhost.store.metadata import Store
+
+__all__ = ["ControlContext", "create_app", "open_context"]
+
+_log = logging.getLogger("modelhost.control")
+GC_MIN_AGE_S = 3600.0
+
+
+@dataclass
+class ControlContext:
+    """Everything the handlers reach: built once at start, closed at stop."""
+
+    settings: Settings
+    token: str
+    store: Store
+    artifacts: ArtifactStore
+    operations: Operations
+    models: ModelService
+    environments: EnvironmentService
+    url: str = field(default="")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.settings.home.name,
+            "home": str(self.settings.home),
+            "url": self.url,
+            "version": __version__,
+            "database": mask_url(self.settings.database_url),
+            "pid": os.getpid(),
+        }
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def open_context(settings: Settings, token: str) -> ControlContext:
+    """Open the store (``StoreUnavailableError`` when it cannot be reached) and wire the services."""
+    for folder in (settings.home, settings.logs_dir, settings.blobs_dir, settings.envs_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    store = Store.open(settings.database_url)
+    artifacts = ArtifactStore(settings.blobs_dir)
+    # blobs of deleted models and abandoned uploads; an hour's grace covers any upload in flight
+    removed = artifacts.remove_unreferenced(store.referenced_blobs(), min_age_s=GC_MIN_AGE_S)
+    if removed:
+        _log.info("removed %d unreferenced blob(s)", len(removed))
+    operations = Operations()
+    builder = EnvironmentBuilder(settings)
+    return ControlContext(
+        settings=settings,
+        token=token,
+        store=store,
+        artifacts=artifacts,
+        operations=operations,
+        models=ModelService(store, artifacts),
+        environments=EnvironmentService(store, builder, operations),
+        url=f"http://{settings.host}:{settings.control_port}",
+    )
+
+
+class BearerAuth:
+    """Refuse requests under ``prefix`` that lack ``Authorization: Bearer <token>`` (401, error JSON)."""
+
+    def __init__(self, app: ASGIApp, token: str, prefix: str = "/api/") -> None:
+        self.app = app
+        self._expected = f"Bearer {token}".encode()
+        self._prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and str(scope["path"]).startswith(self._prefix):
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self._expected):
+                what = "a wrong token" if given else "no token"
+                error = AuthenticationError(
+                    f"The control plane refused the request to {scope['path']}: {what}"
+                )
+                response = JSONResponse(
+                    error.to_payload(), status_code=401, headers={"WWW-Authenticate": "Bearer"}
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class UnexpectedErrors:
+    """Turn an unexpected exception into a 500 with the error JSON; the traceback goes to the log only."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            _log.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            error = ModelhostError(
+                f"The control plane failed on {scope.get('method')} {scope.get('path')}: {type(exc).__name__}"
+            )
+            await JSONResponse(error.to_payload(), status_code=500)(scope, receive, send)
+
+
+async def _modelhost_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ModelhostError)
+    return JSONResponse(exc.to_payload(), status_code=exc.status_code)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    payload = {
+        "error": {
+            "code": code,
+            "message": f"{request.method} {request.url.path}: {exc.detail}",
+            "hint": "See /openapi.json for the routes this control plane serves.",
+            "details": [],
+        }
+    }
+    return JSONResponse(payload, status_code=exc.status_code, headers=exc.headers)
+
+
+def create_app(ctx: ControlContext) -> Starlette:
+    """The control plane's ASGI app over an opened context."""
+    app = Starlette(
+        routes=api.routes(),
+        middleware=[Middleware(UnexpectedErrors), Middleware(BearerAuth, token=ctx.token)],
+        exception_handlers={ModelhostError: _modelhost_error, HTTPException: _http_error},
+    )
+    app.state.ctx = ctx
+    return app

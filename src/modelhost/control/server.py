@@ -1,0 +1,119 @@
+"""Run the control-plane process: :func:`serve` (``modelhost up``, ``python -m modelhost.control``).
+
+One control plane per workspace: ``<home>/control.run.lock`` is held for its lifetime. It binds
+``host:control_port`` before anything else, so a taken port fails fast with a clear error, then
+opens the store, publishes ``control.json`` and runs uvicorn until SIGINT/SIGTERM, after which it
+removes ``control.json`` and closes the store. Clients find, start and stop it through
+:mod:`modelhost.sdk.local`.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import sys
+
+from filelock import FileLock, Timeout
+
+from modelhost import __version__
+from modelhost.control.discovery import load_or_create_token, remove_info, write_info
+from modelhost.errors import ConflictError, ControlPlaneUnavailableError
+from modelhost.sdk.local import ControlInfo, read_info
+from modelhost.settings import Settings
+
+__all__ = ["configure_logging", "serve"]
+
+_log = logging.getLogger("modelhost.control")
+
+
+def configure_logging() -> None:
+    """Plain timestamped lines on stderr (the log file when spawned)."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin at import
+
+
+# -- the server process ------------------------------------------------------------------------------
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConflictError(
+                f"Port {port} on {host} is already in use by another program; "
+                "the control plane cannot listen",
+                hint=f"Stop that program, or choose another port with MODELHOST_CONTROL_PORT (or --port), "
+                f"e.g. MODELHOST_CONTROL_PORT={port + 10}.",
+            ) from exc
+        raise ControlPlaneUnavailableError(
+            f"Cannot listen on {host}:{port}: {exc.strerror}",
+            hint="Check MODELHOST_HOST and MODELHOST_CONTROL_PORT.",
+        ) from exc
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _run_lock(settings: Settings) -> FileLock:
+    lock = FileLock(str(settings.home / "control.run.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout as exc:
+        info = read_info(settings.discovery_file)
+        where = f" at {info.url} (pid {info.pid})" if info else ""
+        raise ConflictError(
+            f"A control plane already runs for the workspace {settings.home}{where}",
+            hint="Use it, or stop it first with 'modelhost down'.",
+        ) from exc
+    return lock
+
+
+def serve(settings: Settings) -> None:
+    """Run the control plane in this process until SIGINT/SIGTERM (raises ``ModelhostError`` at start)."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    lock = _run_lock(settings)
+    try:
+        sock = _bind(settings.host, settings.control_port)
+        try:
+            # the server's dependencies load only once the workspace and the port are ours
+            import uvicorn
+
+            from modelhost.control._uvicorn import QuietExitServer
+            from modelhost.control.app import create_app, open_context
+
+            token = load_or_create_token(settings.home)
+            ctx = open_context(settings, token)
+            try:
+                config = uvicorn.Config(
+                    create_app(ctx),
+                    log_config=None,
+                    access_log=False,
+                    lifespan="off",
+                    timeout_graceful_shutdown=3,
+                    server_header=False,
+                )
+                info = ControlInfo(url=ctx.url, token=token, pid=os.getpid(), version=__version__)
+                write_info(settings.discovery_file, info)
+                _log.info(
+                    "control plane %s for workspace %s listening on %s", __version__, settings.home, ctx.url
+                )
+                try:
+                    QuietExitServer(config).run(sockets=[sock])
+                finally:
+                    remove_info(settings.discovery_file, os.getpid())
+                    _log.info("control plane stopped")
+            finally:
+                ctx.close()
+        finally:
+            sock.close()
+    finally:
+        lock.release()
