@@ -9,4 +9,5 @@ if [ -x scripts/setup-azmlinfsrv.sh ]; then
   export MODELHOST_TEST_AZMLINFSRV
 fi
 .venv/bin/ruff check .
+.venv/bin/lint-imports
 exec .venv/bin/pytest "$@"
