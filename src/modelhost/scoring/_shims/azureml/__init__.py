@@ -1,0 +1,1 @@
+"""modelhost shim of the ``azureml`` namespace (used only when no real azureml package provides a module)."""

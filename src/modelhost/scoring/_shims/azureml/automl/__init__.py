@@ -1,0 +1,1 @@
+"""modelhost shim of ``azureml.automl``."""

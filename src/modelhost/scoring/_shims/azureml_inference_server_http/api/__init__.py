@@ -1,0 +1,1 @@
+"""modelhost shim of ``azureml_inference_server_http.api``."""
