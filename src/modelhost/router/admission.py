@@ -8,6 +8,11 @@ sockets, no clock reads (callers pass ``now`` where it matters, in the loop's cl
 
 A table swap (:meth:`update`) keeps the in-flight counts: replicas that left the table keep their
 slots until their requests finish (drain), new replicas wake waiters at once.
+
+Scale to zero (``route.scale_to_zero``): a request that finds no ready replica waits in the same
+queue for up to ``route.cold_start_wait_ms`` (its whole wait, also once a replica is ready) instead
+of failing at once; it shows as ``queued`` in :meth:`ServiceAdmission.load`, which is what makes
+the autoscaler start a replica. A table with no ready replica does not fail those waiters.
 """
 
 from __future__ import annotations
@@ -76,7 +81,8 @@ class ServiceAdmission:
         for rid in [rid for rid in self._ejected_until if rid not in ids]:
             del self._ejected_until[rid]
         if not self._ready:
-            self._fail_waiters(Rejection.NO_READY_REPLICAS)
+            if not route.scale_to_zero:  # at zero, waiters keep waiting for a replica to start
+                self._fail_waiters(Rejection.NO_READY_REPLICAS)
         else:
             self._dispatch(now=0.0)
 
@@ -89,6 +95,11 @@ class ServiceAdmission:
     def has_ready(self, exclude: Collection[str] = ()) -> bool:
         return any(r.id not in exclude for r in self._ready)
 
+    def can_wait(self, exclude: Collection[str] = ()) -> bool:
+        """Whether a request that got no slot at once may queue: a ready replica exists, or the
+        service scales to zero and none was tried yet (it waits for one to start)."""
+        return self.has_ready(exclude) or (self.route.scale_to_zero and not exclude)
+
     def try_acquire(self, now: float, exclude: Collection[str] = ()) -> Replica | None:
         """A replica with its slot taken, at once, or None (full, or others already queue)."""
         if self._queue:
@@ -99,19 +110,24 @@ class ServiceAdmission:
         """A replica with its slot taken, waiting up to the route's ``max_queue_wait_ms``.
 
         Raises Rejected(NO_READY_REPLICAS) when no ready replica (outside ``exclude``) exists,
-        Rejected(OVERLOADED) when the queue is full or the wait runs out.
+        Rejected(OVERLOADED) when the queue is full or the wait runs out. At scale to zero with no
+        ready replica it waits up to ``cold_start_wait_ms`` instead, then raises NO_READY_REPLICAS
+        if still none is ready.
         """
         replica = self.try_acquire(now, exclude)
         if replica is not None:
             return replica
+        wait_ms = self.route.max_queue_wait_ms
         if not self.has_ready(exclude):
-            raise Rejected(Rejection.NO_READY_REPLICAS)
+            if not self.can_wait(exclude):
+                raise Rejected(Rejection.NO_READY_REPLICAS)
+            wait_ms = self.route.cold_start_wait_ms
         if len(self._queue) >= self._max_queue:
             raise Rejected(Rejection.OVERLOADED)
         loop = asyncio.get_running_loop()
         waiter = _Waiter(loop.create_future(), exclude)
         self._queue.append(waiter)
-        timer = loop.call_later(self.route.max_queue_wait_ms / 1000, self._expire, waiter)
+        timer = loop.call_later(wait_ms / 1000, self._expire, waiter)
         try:
             return await waiter.future
         except asyncio.CancelledError:
@@ -142,8 +158,11 @@ class ServiceAdmission:
     def load(self) -> ServiceLoad:
         limit = self.route.max_concurrent_per_replica
         in_flight = sum(self._in_flight.values())
+        # Per replica for the autoscaler's drain: ready ones (0 included) and any still serving.
+        by_replica = {r.id: self._in_flight.get(r.id, 0) for r in self._ready}
+        by_replica.update((rid, n) for rid, n in self._in_flight.items() if n > 0)
         return ServiceLoad(replicas=len(self._ready), busy=in_flight / limit, queued=len(self._queue),
-                           in_flight=in_flight)
+                           in_flight=in_flight, in_flight_by_replica=by_replica)
 
     def in_flight(self, replica_id: str) -> int:
         return self._in_flight.get(replica_id, 0)
@@ -180,7 +199,9 @@ class ServiceAdmission:
     def _expire(self, waiter: _Waiter) -> None:
         self._forget(waiter)
         if not waiter.future.done():
-            waiter.future.set_exception(Rejected(Rejection.OVERLOADED))
+            # Still no replica at the end of a cold-start wait is "no ready replicas", not overload.
+            reason = Rejection.OVERLOADED if self._ready else Rejection.NO_READY_REPLICAS
+            waiter.future.set_exception(Rejected(reason))
 
     def _fail_waiters(self, reason: Rejection) -> None:
         while self._queue:

@@ -4,7 +4,8 @@ One listening port carries everything. Paths under ``/api/v1/service/`` take the
 (:mod:`modelhost.router.proxy`); the rest goes to a small Starlette app:
 
     GET  /-/health   200 {"status": "ok", "table_version": N, "services": N}
-    GET  /-/load     {"services": {name: {"replicas", "busy", "queued", "in_flight"}}}  (autoscaler signal)
+    GET  /-/load     {"services": {name: {"replicas", "busy", "queued", "in_flight"}}}  (autoscaler signal);
+                     with ``?by_replica=1`` each also has ``"in_flight_by_replica": {id: n}``
     GET  /metrics    Prometheus text format
     GET  /-/table    the current table (admin token)
     PUT  /-/table    publish a new table (admin token); 400 names the invalid key
@@ -162,9 +163,16 @@ def _admin_app(router: Router) -> Starlette:
         return JSONResponse({"status": "ok", "table_version": table.version, "services": len(table.services)})
 
     async def load(request: Request) -> Response:
-        return JSONResponse({"services": {name: {"replicas": s.replicas, "busy": s.busy, "queued": s.queued,
-                                                 "in_flight": s.in_flight}
-                                          for name, s in router.load().items()}})
+        # ?by_replica=1 adds per-replica in-flight counts: the autoscaler's drain signal
+        by_replica = request.query_params.get("by_replica") in ("1", "true")
+        services = {}
+        for name, s in router.load().items():
+            entry: dict[str, object] = {"replicas": s.replicas, "busy": s.busy, "queued": s.queued,
+                                        "in_flight": s.in_flight}
+            if by_replica:
+                entry["in_flight_by_replica"] = dict(s.in_flight_by_replica)
+            services[name] = entry
+        return JSONResponse({"services": services})
 
     async def metrics(request: Request) -> Response:
         return Response(router.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

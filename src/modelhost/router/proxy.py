@@ -376,7 +376,7 @@ class _Exchange:
             self._forward(replica)
         elif self.tried and not admission.has_ready(self.tried):
             self.fail(502, f"Could not connect to any replica of service {self.service_name}")
-        elif not admission.has_ready(self.tried):
+        elif not admission.can_wait(self.tried):  # can_wait: at scale to zero, wait for a cold start
             self.fail(503, f"No ready replicas for service {self.service_name}")
         else:
             self.task = self.conn.loop.create_task(self._queue())

@@ -10,7 +10,8 @@ JSON form (``services`` maps each name to its route; every field but ``replicas`
      "services": {"iris": {"replicas": [{"id": "iris-0", "host": "127.0.0.1", "port": 9001, "ready": true}],
                            "auth_enabled": true, "keys": ["primary", "secondary"],
                            "max_concurrent_per_replica": 1, "max_queue_wait_ms": 500,
-                           "scoring_timeout_ms": 60000}}}
+                           "scoring_timeout_ms": 60000, "scale_to_zero": false,
+                           "cold_start_wait_ms": 30000}}}
 """
 
 from __future__ import annotations
@@ -54,7 +55,12 @@ class Replica:
 
 @dataclass(frozen=True)
 class ServiceRoute:
-    """How the router treats one service: replicas, keys (primary, secondary) and limits."""
+    """How the router treats one service: replicas, keys (primary, secondary) and limits.
+
+    ``scale_to_zero`` (autoscale_min_replicas 0): with no ready replica, a request waits up to
+    ``cold_start_wait_ms`` for one to start (counted as ``queued`` in the load signal, so the
+    autoscaler activates the service) instead of failing at once with 503.
+    """
 
     name: str
     replicas: tuple[Replica, ...]
@@ -63,6 +69,9 @@ class ServiceRoute:
     max_concurrent_per_replica: int = 1
     max_queue_wait_ms: int = 500
     scoring_timeout_ms: int = 60000
+    # Added for the autoscaler's scale to zero (docs/autoscaling.md, "Cold start").
+    scale_to_zero: bool = False
+    cold_start_wait_ms: int = 30000
 
 
 @dataclass(frozen=True)
@@ -78,13 +87,17 @@ class ServiceLoad:
     """The load signal the autoscaler reads, sampled at one instant.
 
     ``busy`` counts busy replica-equivalents (in-flight requests divided by the per-replica limit,
-    so with the default limit of 1 it is the number of busy replicas).
+    so with the default limit of 1 it is the number of busy replicas). ``in_flight_by_replica``
+    lists every ready replica (0 included) and every replica still draining (in flight > 0): a
+    replica absent from it receives no new requests and has none in flight, so the autoscaler may
+    stop it.
     """
 
     replicas: int
     busy: float
     queued: int
     in_flight: int
+    in_flight_by_replica: Mapping[str, int] = field(default_factory=dict)
 
 
 def _int(where: str, raw: object, low: int, high: int) -> int:
@@ -142,6 +155,9 @@ def _route(name: str, raw: object) -> ServiceRoute:
         scoring_timeout_ms=_int(
             f"{where}.scoring_timeout_ms", obj.get("scoring_timeout_ms", 60000), 1, 3_600_000
         ),
+        scale_to_zero=_bool(f"{where}.scale_to_zero", obj.get("scale_to_zero", False)),
+        cold_start_wait_ms=_int(f"{where}.cold_start_wait_ms", obj.get("cold_start_wait_ms", 30000),
+                                0, 3_600_000),
     )
 
 
@@ -168,6 +184,8 @@ def table_to_json(table: RoutingTable) -> dict[str, Any]:
                 "max_concurrent_per_replica": route.max_concurrent_per_replica,
                 "max_queue_wait_ms": route.max_queue_wait_ms,
                 "scoring_timeout_ms": route.scoring_timeout_ms,
+                "scale_to_zero": route.scale_to_zero,
+                "cold_start_wait_ms": route.cold_start_wait_ms,
             }
             for name, route in table.services.items()
         },
