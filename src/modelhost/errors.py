@@ -13,6 +13,7 @@ the SDK and the CLI all say the same thing::
     ├── ConflictError                   409 conflict          name taken, operation running, in use
     ├── PayloadTooLargeError            413 payload_too_large
     ├── EnvironmentBuildError           422 environment_build  a build that failed, with its log
+    ├── DeploymentFailedError           400 deployment_failed  replicas crashed or never became ready
     ├── StoreUnavailableError           503 store_unavailable  database cannot be reached
     └── ControlPlaneUnavailableError    503 control_plane_unavailable
 
@@ -28,6 +29,7 @@ __all__ = [
     "AuthenticationError",
     "ConflictError",
     "ControlPlaneUnavailableError",
+    "DeploymentFailedError",
     "EntryScriptError",
     "EnvironmentBuildError",
     "ModelNotFoundError",
@@ -110,6 +112,20 @@ class EnvironmentBuildError(ModelhostError):
     status_code = 422
     code = "environment_build"
     default_hint = "Read the build log ('modelhost env show <name>') and fix the requirement it names."
+
+
+class DeploymentFailedError(ModelhostError):
+    """The runtime gave up on a service's replicas (v1's CrashLoopBackOff) or they never became ready
+    (``timed_out``: v1's DeploymentTimedOut, which leaves the service ``Unhealthy``)."""
+
+    status_code = 400
+    code = "deployment_failed"
+    default_hint = "Read the service's logs: 'modelhost service logs <name>' (or service.get_logs())."
+
+    def __init__(self, message: str, *, hint: str | None = None, details: list[str] | None = None,
+                 timed_out: bool = False) -> None:
+        super().__init__(message, hint=hint, details=details)
+        self.timed_out = timed_out
 
 
 class StoreUnavailableError(ModelhostError):

@@ -907,10 +907,12 @@ def test_a_mistyped_num_replicas_hides_no_other_autoscale_rule() -> None:
 
 
 def test_notices_name_settings_without_local_effect() -> None:
-    assert AksDeploymentConfig(namespace="prod", blobfuse_enabled=True).notices() == [
+    assert AksDeploymentConfig(namespace="prod", blobfuse_enabled=False).notices() == [
         "namespace 'prod' is recorded; it takes effect on the Kubernetes runtime only.",
         "blobfuse_enabled has no effect: modelhost always places the model files in the replica.",
     ]
     assert AksDeploymentConfig().notices() == []
+    # the default (True, what every resolved configuration carries) is what modelhost does anyway
+    assert AksDeploymentConfig().resolved().notices() == []
     ssl = AciDeploymentConfig(ssl_enabled=True, ssl_cert_pem_file="c", ssl_key_pem_file="k", ssl_cname="n")
     assert ssl.notices()[0].startswith("ssl_enabled: TLS is terminated by modelhost's router")

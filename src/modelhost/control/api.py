@@ -27,6 +27,7 @@ from modelhost.errors import ValidationError
 
 if TYPE_CHECKING:
     from modelhost.control.app import ControlContext
+    from modelhost.control.operations import Operation
 
 __all__ = ["MAX_WAIT_S", "routes"]
 
@@ -316,6 +317,149 @@ async def get_operation(request: Request) -> Response:
     return JSONResponse(op.to_dict(offset))
 
 
+def _accepted(op: Operation, service: dict[str, Any]) -> Response:
+    return JSONResponse(
+        {"operation": op.to_dict(), "service": service},
+        status_code=202,
+        headers={"Operation-Location": f"/api/v1/operations/{op.id}"},
+    )
+
+
+async def list_services(request: Request) -> Response:
+    """
+    summary: List services (filters compute_type, model=name[:version], tag=k|k=v, property=k|k=v)
+    responses:
+      200: {description: "{value: [service, ...]}"}
+    """
+    q = request.query_params
+    value = await _call(
+        _ctx(request).services.list_views,
+        compute_type=q.get("compute_type") or q.get("computeType"),
+        model=q.get("model"),
+        tags=q.getlist("tag"),
+        properties=q.getlist("property"),
+    )
+    return JSONResponse({"value": value})
+
+
+async def create_service(request: Request) -> Response:
+    """
+    summary: Deploy a service (v1 Model.deploy); answers at once with the deploy operation
+    requestBody: {content: {application/json: {example: {name: iris-svc, models: ["iris:1"],
+      entry_script: score.py, source_directory: src, snapshot: "<sha256>", environment: null,
+      deployment_config: {computeType: AKS}, overwrite: false}}}}
+    responses:
+      202: {description: "{operation, service}; follow the operation at Operation-Location"}
+      400: {description: every violation of the request, or an entry script that does not parse}
+      404: {description: unknown model, environment or snapshot}
+      409: {description: the name exists (without overwrite) or an operation runs on it}
+    """
+    op, service = await _call(_ctx(request).services.create, await _body(request))
+    return _accepted(op, service)
+
+
+async def get_service(request: Request) -> Response:
+    """
+    summary: One service (v1's GET shape plus a modelhost block)
+    responses:
+      200: {description: the service}
+      404: {description: "WebserviceNotFound"}
+    """
+    return JSONResponse(await _call(_ctx(request).services.view, request.path_params["name"]))
+
+
+async def update_service(request: Request) -> Response:
+    """
+    summary: Update a service ({changes, models?, entry_script?, snapshot?, environment?} or a JSON patch)
+    responses:
+      202: {description: "{operation, service}"}
+      400: {description: every violation of the update}
+      409: {description: an operation runs on the service}
+    """
+    patch = "json-patch" in request.headers.get("content-type", "")
+    body = await _body(request)
+    op, service = await _call(
+        _ctx(request).services.update,
+        request.path_params["name"],
+        body,
+        json_patch=patch or isinstance(body, list),
+    )
+    return _accepted(op, service)
+
+
+async def delete_service(request: Request) -> Response:
+    """
+    summary: Delete a service (stops replicas, removes routes, frees its models)
+    responses:
+      202: {description: "{operation, service}"}
+      404: {description: no such service}
+    """
+    op, service = await _call(_ctx(request).services.delete, request.path_params["name"])
+    return _accepted(op, service)
+
+
+async def list_keys(request: Request) -> Response:
+    """
+    summary: The service's two keys (v1 get_keys)
+    responses:
+      200: {description: "{primaryKey, secondaryKey}"}
+      400: {description: a Local service has no keys}
+    """
+    return JSONResponse(await _call(_ctx(request).services.list_keys, request.path_params["name"]))
+
+
+async def regenerate_keys(request: Request) -> Response:
+    """
+    summary: Regenerate (or set) one key (v1 regen_key); an operation
+    requestBody: {content: {application/json: {example: {keyType: Primary, keyValue: null}}}}
+    responses:
+      202: {description: "{operation, service}"}
+    """
+    op, service = await _call(
+        _ctx(request).services.regenerate_keys, request.path_params["name"], await _body(request)
+    )
+    return _accepted(op, service)
+
+
+async def service_logs(request: Request) -> Response:
+    """
+    summary: The replicas' logs (v1 get_logs)
+    parameters:
+      - {name: tail, in: query, schema: {type: integer}}
+      - {name: init, in: query, schema: {type: boolean}}
+    responses:
+      200: {description: "{content}"}
+    """
+    content = await _call(
+        _ctx(request).services.logs,
+        request.path_params["name"],
+        tail=max(_int_param(request, "tail", 5000), 0),
+        init=_bool_param(request, "init"),
+    )
+    return JSONResponse({"content": content})
+
+
+async def reload_service(request: Request) -> Response:
+    """
+    summary: Restart a Local service's replica with a fresh copy of its source (v1 LocalWebservice.reload)
+    responses:
+      202: {description: "{operation, service}"}
+    """
+    op, service = await _call(
+        _ctx(request).services.reload, request.path_params["name"], await _body(request)
+    )
+    return _accepted(op, service)
+
+
+async def router_status(request: Request) -> Response:
+    """
+    summary: The workspace's router
+    responses:
+      200: {description: "{url, pid, healthy, error}"}
+    """
+    return JSONResponse(await _call(_ctx(request).router_status))
+
+
 def routes() -> list[Route]:
     return [
         Route("/healthz", healthz, methods=["GET"]),
@@ -336,6 +480,16 @@ def routes() -> list[Route]:
         Route("/api/v1/environments/{name}", get_environment, methods=["GET"]),
         Route("/api/v1/environments/{name}/{version:int}", get_environment, methods=["GET"]),
         Route("/api/v1/environments/{name}/build", build_environment, methods=["POST"]),
+        Route("/api/v1/services", list_services, methods=["GET"]),
+        Route("/api/v1/services", create_service, methods=["POST"]),
+        Route("/api/v1/services/{name}", get_service, methods=["GET"]),
+        Route("/api/v1/services/{name}", update_service, methods=["PATCH"]),
+        Route("/api/v1/services/{name}", delete_service, methods=["DELETE"]),
+        Route("/api/v1/services/{name}/listkeys", list_keys, methods=["POST"]),
+        Route("/api/v1/services/{name}/regenerateKeys", regenerate_keys, methods=["POST"]),
+        Route("/api/v1/services/{name}/logs", service_logs, methods=["GET"]),
+        Route("/api/v1/services/{name}/reload", reload_service, methods=["POST"]),
+        Route("/api/v1/router", router_status, methods=["GET"]),
         Route("/api/v1/operations", list_operations, methods=["GET"]),
         Route("/api/v1/operations/{id}", get_operation, methods=["GET"]),
     ]

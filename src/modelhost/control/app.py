@@ -1,7 +1,10 @@
-"""Composition root of the control plane: settings -> store, artifacts, builder, services -> ASGI app.
+"""Composition root of the control plane: settings -> store, artifacts, builder, runtime, router,
+routing-table publisher, autoscaler, services -> ASGI app.
 
-Later work adds services, the runtime, the router table and loops here; handlers stay in
-:mod:`.api`. The app answers every error with the JSON of :meth:`ModelhostError.to_payload`:
+At start the local runtime re-adopts the replicas a previous control plane left running (without
+restarting them), the router is found or started (it outlives the control plane), the routing table
+is published, and services the store records but the runtime lacks are deployed again. Handlers stay
+in :mod:`.api`. The app answers every error with the JSON of :meth:`ModelhostError.to_payload`:
 ``ModelhostError`` with its own status, an unknown route or method as 404/405, anything else as a
 500 whose details stay in the control plane's log.
 """
@@ -24,10 +27,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from modelhost import __version__
 from modelhost.build.environment import EnvironmentBuilder
 from modelhost.control import api
+from modelhost.control.autoscaler import AutoscalerLoop, RouterLoadSource
+from modelhost.control.deploy import Deployer
 from modelhost.control.environments import EnvironmentService
 from modelhost.control.models import ModelService
 from modelhost.control.operations import Operations
+from modelhost.control.router_process import router_healthy, stop_router
+from modelhost.control.routing import RoutePublisher
+from modelhost.control.services import ServiceManager
 from modelhost.errors import AuthenticationError, ModelhostError
+from modelhost.runtime.local import LocalRuntime
 from modelhost.settings import Settings
 from modelhost.store.artifacts import ArtifactStore
 from modelhost.store.database import mask_url
@@ -37,6 +46,9 @@ __all__ = ["ControlContext", "create_app", "open_context"]
 
 _log = logging.getLogger("modelhost.control")
 GC_MIN_AGE_S = 3600.0
+# A replica retired by a rolling update or a scale-down leaves the routing table this long before
+# its SIGTERM (the publisher runs every 0.2 s), so no request is sent to a closing replica.
+DRAIN_S = 1.0
 
 
 @dataclass
@@ -50,6 +62,11 @@ class ControlContext:
     operations: Operations
     models: ModelService
     environments: EnvironmentService
+    runtime: LocalRuntime
+    services: ServiceManager
+    publisher: RoutePublisher
+    autoscaler: AutoscalerLoop
+    load_source: RouterLoadSource
     url: str = field(default="")
 
     def describe(self) -> dict[str, Any]:
@@ -62,22 +79,77 @@ class ControlContext:
             "pid": os.getpid(),
         }
 
+    def router_status(self) -> dict[str, Any]:
+        """``GET /api/v1/router``: where the router listens, its pid, whether it answers."""
+        info = self.publisher.router
+        url = f"http://{self.settings.host}:{self.settings.router_port}"
+        return {
+            "url": info.url if info else url,
+            "pid": info.pid if info else None,
+            "healthy": info is not None and router_healthy(info),
+            "error": self.publisher.router_error,
+        }
+
     def close(self) -> None:
+        """Stop the loops and the supervision; replicas (and, while services exist, the router)
+        keep running for the next control plane to adopt."""
+        self.autoscaler.stop()
+        self.load_source.close()
+        self.publisher.stop()
+        if not self.services.has_services():
+            stop_router(self.settings)  # nothing to serve: no reason to outlive the control plane
+        self.runtime.close()
         self.store.close()
 
 
 def open_context(settings: Settings, token: str) -> ControlContext:
-    """Open the store (``StoreUnavailableError`` when it cannot be reached) and wire the services."""
+    """Open the store (``StoreUnavailableError`` when it cannot be reached), adopt the replicas,
+    start the router, the routing-table publisher and the autoscaler, and wire the services."""
     for folder in (settings.home, settings.logs_dir, settings.blobs_dir, settings.envs_dir):
         folder.mkdir(parents=True, exist_ok=True)
     store = Store.open(settings.database_url)
-    artifacts = ArtifactStore(settings.blobs_dir)
-    # blobs of deleted models and abandoned uploads; an hour's grace covers any upload in flight
-    removed = artifacts.remove_unreferenced(store.referenced_blobs(), min_age_s=GC_MIN_AGE_S)
-    if removed:
-        _log.info("removed %d unreferenced blob(s)", len(removed))
+    try:
+        artifacts = ArtifactStore(settings.blobs_dir)
+        # blobs of deleted models and abandoned uploads; an hour's grace covers any upload in flight
+        removed = artifacts.remove_unreferenced(store.referenced_blobs(), min_age_s=GC_MIN_AGE_S)
+        if removed:
+            _log.info("removed %d unreferenced blob(s)", len(removed))
+        runtime = LocalRuntime(settings.home, artifacts=artifacts, drain_s=DRAIN_S)
+    except BaseException:
+        store.close()
+        raise
+    adopted = runtime.adopt()
+    if adopted:
+        _log.info("adopted %d service(s) from the previous control plane", len(adopted))
     operations = Operations()
     builder = EnvironmentBuilder(settings)
+    environments = EnvironmentService(store, builder, operations)
+    deployer = Deployer(
+        store, artifacts, builder, runtime, ensure_environment=environments.ensure_for_service
+    )
+    services = ServiceManager(settings, store, artifacts, runtime, operations, deployer)
+    publisher = RoutePublisher(settings, services.route_sources)
+    services.publisher = publisher
+    if publisher.check_router_now() is None:
+        _log.error("the router is not running: %s", publisher.router_error)
+    publisher.publish_now()
+    publisher.start()
+    load_source = RouterLoadSource(f"http://{settings.host}:{settings.router_port}")
+    autoscaler = AutoscalerLoop(
+        runtime,
+        load_source,
+        publisher,
+        services.autoscale_configs,
+        drain_timeout_s=services.scoring_timeout_s,
+    )
+
+    def utilization(name: str) -> float | None:
+        scaling = autoscaler.snapshot().get(name)  # type: ignore[call-overload]
+        return scaling.utilization if scaling is not None else None
+
+    services.utilization = utilization
+    autoscaler.start()
+    services.restore()
     return ControlContext(
         settings=settings,
         token=token,
@@ -85,7 +157,12 @@ def open_context(settings: Settings, token: str) -> ControlContext:
         artifacts=artifacts,
         operations=operations,
         models=ModelService(store, artifacts),
-        environments=EnvironmentService(store, builder, operations),
+        environments=environments,
+        runtime=runtime,
+        services=services,
+        publisher=publisher,
+        autoscaler=autoscaler,
+        load_source=load_source,
         url=f"http://{settings.host}:{settings.control_port}",
     )
 

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import builtins
 import re
+from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from modelhost import __version__
@@ -144,6 +146,26 @@ class EnvironmentService:
             "python_version": built.python_version,
             "notes": list(built.notes),
         }
+
+    def ensure_for_service(
+        self, name: str, version: int, log: Callable[[str], None]
+    ) -> tuple[Path, dict[str, str]]:
+        """The interpreter and environment variables of ``name:version`` for a deployment: from the
+        caches or built now (lines to ``log``), its record moved to ``ready``/``failed`` as needed."""
+        record = self.get(name, version)
+        spec = EnvironmentSpec.from_dict(record.spec)
+        try:
+            built = self._builder.ensure(spec, log=log)
+        except EnvironmentBuildError as exc:
+            self._store.set_environment_status(name, version, status="failed", log=exc.one_line())
+            raise
+        if record.status != "ready":
+            self._store.set_environment_status(
+                name, version, status="ready", path=str(built.path), python_version=built.python_version
+            )
+        how = "cache hit" if built.source != "built" else "built"
+        log(f"{how} ({built.source}) in {built.seconds:.2f} s: Python {built.python_version} at {built.path}")
+        return built.python, dict(spec.env_vars)
 
     def prune(self) -> builtins.list[str]:
         """Remove built environments that no ready environment version of this workspace needs."""

@@ -1,10 +1,16 @@
-"""Run the control-plane process: :func:`serve` (``modelhost up``, ``python -m modelhost.control``).
+"""Run the control-plane process: :func:`serve` (``modelhost up``, ``python -m modelhost.control``),
+and stop everything of a workspace: :func:`stop_all` (``modelhost down``).
 
 One control plane per workspace: ``<home>/control.run.lock`` is held for its lifetime. It binds
 ``host:control_port`` before anything else, so a taken port fails fast with a clear error, then
 opens the store, publishes ``control.json`` and runs uvicorn until SIGINT/SIGTERM, after which it
 removes ``control.json`` and closes the store. Clients find, start and stop it through
 :mod:`modelhost.sdk.local`.
+
+The router and the replicas are processes of their own that outlive the control plane (a restarted
+control plane re-adopts them); :func:`stop_all` stops the control plane, then the replicas, then
+the router. The next ``modelhost up`` starts them again: the runtime restarts the replicas it
+recorded, the control plane redeploys services whose runtime state is gone.
 """
 
 from __future__ import annotations
@@ -12,18 +18,22 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import signal
 import socket
 import sys
+import time
+from dataclasses import dataclass
 
 from filelock import FileLock, Timeout
 
 from modelhost import __version__
 from modelhost.control.discovery import load_or_create_token, remove_info, write_info
 from modelhost.errors import ConflictError, ControlPlaneUnavailableError
+from modelhost.sdk import local
 from modelhost.sdk.local import ControlInfo, read_info
 from modelhost.settings import Settings
 
-__all__ = ["configure_logging", "serve"]
+__all__ = ["StopReport", "configure_logging", "serve", "stop_all", "stop_replicas"]
 
 _log = logging.getLogger("modelhost.control")
 
@@ -34,6 +44,7 @@ def configure_logging() -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin at import
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the router is polled several times a second
 
 
 # -- the server process ------------------------------------------------------------------------------
@@ -117,3 +128,53 @@ def serve(settings: Settings) -> None:
             sock.close()
     finally:
         lock.release()
+
+
+# -- stopping everything -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StopReport:
+    """What :func:`stop_all` stopped: the control plane (None: none ran), how many replica
+    processes, and the router's pid (None: none ran)."""
+
+    control_plane: ControlInfo | None
+    replicas: int
+    router_pid: int | None
+
+
+def stop_replicas(settings: Settings, *, grace_s: float = 10.0) -> int:
+    """Stop every replica process the local runtime recorded for the workspace (SIGTERM to its
+    process group, SIGKILL after ``grace_s``); the records stay, so the next control plane starts
+    them again. Only call it while no control plane supervises them. Returns how many it stopped."""
+    from modelhost.runtime import processes, state
+
+    pids = []
+    for path in sorted((settings.home / "runtime" / "local").glob("*.json")):
+        try:
+            record = state.load(path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            _log.warning("cannot read %s: %s", path, exc)
+            continue
+        for replica in record.replicas:
+            pid = replica.pid
+            if pid is not None and processes.is_running(pid) and processes.matches(pid, replica.argv):
+                processes.signal_group(pid, signal.SIGTERM)
+                pids.append(pid)
+    end = time.monotonic() + grace_s
+    while time.monotonic() < end and any(processes.is_running(p) for p in pids):
+        time.sleep(0.05)
+    for pid in pids:
+        if processes.is_running(pid):
+            processes.signal_group(pid, signal.SIGKILL)
+    return len(pids)
+
+
+def stop_all(settings: Settings) -> StopReport:
+    """``modelhost down``: stop the control plane, the replicas and the router of the workspace."""
+    from modelhost.control.router_process import stop_router
+
+    control = local.stop(settings)
+    replicas = stop_replicas(settings)
+    router = stop_router(settings)
+    return StopReport(control_plane=control, replicas=replicas, router_pid=router.pid if router else None)

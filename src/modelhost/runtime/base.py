@@ -120,6 +120,9 @@ class ServiceDeployment:
     max_concurrent_requests: int = 1
     scoring_timeout_ms: int = 60_000
     probe: ProbeSettings = field(default_factory=ProbeSettings)
+    # Added for LocalWebservice.deploy_configuration(port=...) (control-services): a fixed port for
+    # the replica (one replica only; the runtime picks a free port when None).
+    port: int | None = None
 
 
 @dataclass(frozen=True)

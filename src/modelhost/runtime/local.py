@@ -143,6 +143,7 @@ class _Replica:
     next_probe_at: float = 0.0
     probe_failures: int = 0
     kill_at: float | None = None
+    term_at: float | None = None
     kill_reason: str | None = None
     probing: bool = False
 
@@ -186,6 +187,7 @@ class LocalRuntime:
         machine: Machine | None = None,
         environ: Mapping[str, str] | None = None,
         stop_grace_s: float = 10.0,
+        drain_s: float = 0.0,
         tick_s: float = 0.1,
         clock: Callable[[], float] = time.time,
         extract: Callable[[Path, Path], None] = extract_snapshot,
@@ -205,6 +207,7 @@ class LocalRuntime:
         self._machine = machine or detect_machine(gpus)
         self._base_env = _inherited_env(os.environ if environ is None else environ)
         self._grace = stop_grace_s
+        self._drain_s = drain_s
         self._tick_s = tick_s
         self._clock = clock
         self._extract = extract
@@ -492,6 +495,9 @@ class LocalRuntime:
         if r.state == "stopping":
             if r.pid is None:
                 self._finalize(svc, r)
+            elif r.term_at is not None and now >= r.term_at:
+                processes.signal_group(r.pid, signal.SIGTERM)
+                r.term_at = None
             elif r.kill_at is not None and now >= r.kill_at:
                 processes.signal_group(r.pid, signal.SIGKILL)
                 r.kill_at = None
@@ -562,12 +568,12 @@ class LocalRuntime:
             for r in sorted(current, key=lambda r: (r.state == "ready", -r.started_at))[
                 : len(current) - svc.desired
             ]:
-                self._begin_stop(r, now, self._grace)
+                self._begin_stop(r, now, self._grace, drain_s=self._drain_s)
         ready = sum(1 for r in svc.of_generation(svc.generation) if r.state == "ready")
         if ready >= svc.desired:
             for r in svc.replicas.values():
                 if r.generation < svc.generation and r.state != "stopping":
-                    self._begin_stop(r, now, self._grace)
+                    self._begin_stop(r, now, self._grace, drain_s=self._drain_s)
 
     # -- replicas ------------------------------------------------------------------------------
 
@@ -590,7 +596,8 @@ class LocalRuntime:
             if not r.folder.is_dir():
                 prepare_replica(d, r.folder, self._artifacts, self._extract)
             layout = layout_for(d, r.folder)
-            r.port = processes.free_port(HOST, avoid=self._ports_in_use())
+            # a fixed port (LocalWebservice) or a fresh free one at every start
+            r.port = d.port or processes.free_port(HOST, avoid=self._ports_in_use())
             r.argv = [
                 str(d.python),
                 *self._server,
@@ -617,11 +624,19 @@ class LocalRuntime:
         r.next_probe_at, r.probe_failures, r.kill_reason = now, 0, None
         self._dirty.add(svc.name)
 
-    def _begin_stop(self, r: _Replica, now: float, grace_s: float) -> None:
+    def _begin_stop(self, r: _Replica, now: float, grace_s: float, drain_s: float = 0.0) -> None:
         if r.state == "stopping":
             return
         r.state = "stopping"
-        if r.pid is not None:
+        if r.pid is None:
+            return
+        if drain_s > 0:
+            # Added by control-services: a replica retired by a rolling update or scale-down is
+            # `stopping` (out of the routing table) for drain_s before its SIGTERM, so the router
+            # stops sending to it before it closes its keep-alive connections (Kubernetes does the
+            # same: endpoints removed, then preStop).
+            r.term_at, r.kill_at = now + drain_s, now + drain_s + grace_s
+        else:
             processes.signal_group(r.pid, signal.SIGTERM)
             r.kill_at = now + grace_s
 

@@ -90,6 +90,7 @@ def deployment_from_json(doc: dict[str, Any]) -> ServiceDeployment:
         max_concurrent_requests=int(doc.get("max_concurrent_requests", 1)),
         scoring_timeout_ms=int(doc.get("scoring_timeout_ms", 60_000)),
         probe=ProbeSettings(**doc.get("probe", {})),
+        port=int(doc["port"]) if doc.get("port") else None,  # fixed port of a Local service
     )
 
 

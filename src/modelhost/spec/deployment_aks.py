@@ -260,7 +260,7 @@ class AksDeploymentConfig:
         if self.namespace is not None:
             notes.append(f"namespace {self.namespace!r} is recorded; it takes effect on the Kubernetes "
                          f"runtime only.")
-        if self.blobfuse_enabled is not None:
+        if self.blobfuse_enabled is False:  # True is the default (resolved configs carry it): no note
             notes.append("blobfuse_enabled has no effect: modelhost always places the model files in "
                          "the replica.")
         return notes

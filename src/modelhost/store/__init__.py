@@ -1,4 +1,4 @@
-"""The workspace store: metadata (models, environments, snapshots) and content-addressed artifacts.
+"""The workspace store: metadata (models, environments, snapshots, services) and content-addressed artifacts.
 
 ``Store.open(settings.database_url)`` and ``ArtifactStore(settings.blobs_dir)`` are the two entry
 points; everything they return is a frozen record from :mod:`modelhost.store.records`.
@@ -14,6 +14,8 @@ from modelhost.store.records import (
     EnvironmentRecord,
     ModelFile,
     ModelRecord,
+    ServiceKeys,
+    ServiceRecord,
     SnapshotRecord,
 )
 
@@ -24,6 +26,8 @@ __all__ = [
     "ModelFile",
     "ModelManifest",
     "ModelRecord",
+    "ServiceKeys",
+    "ServiceRecord",
     "SnapshotRecord",
     "Store",
     "collect_model",

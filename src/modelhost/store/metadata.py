@@ -37,12 +37,29 @@ from modelhost.store._models import (
     next_version,
     replace_pairs,
 )
+from modelhost.store._services import ServicesMixin
 from modelhost.store.artifacts import is_digest
 from modelhost.store.database import create_engine, mask_url, one_line, unavailable, write_connection
 from modelhost.store.manifest import check_model_files
-from modelhost.store.records import EnvironmentRecord, ModelFile, ModelRecord, SnapshotRecord, as_utc
+from modelhost.store.records import (
+    EnvironmentRecord,
+    ModelFile,
+    ModelRecord,
+    ServiceKeys,
+    ServiceRecord,
+    SnapshotRecord,
+    as_utc,
+)
 
-__all__ = ["EnvironmentRecord", "ModelFile", "ModelRecord", "SnapshotRecord", "Store"]
+__all__ = [
+    "EnvironmentRecord",
+    "ModelFile",
+    "ModelRecord",
+    "ServiceKeys",
+    "ServiceRecord",
+    "SnapshotRecord",
+    "Store",
+]
 
 Clock = Callable[[], datetime]
 
@@ -54,7 +71,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class Store(EnvironmentsMixin):
+class Store(EnvironmentsMixin, ServicesMixin):
     """Metadata of one workspace. Create with :meth:`open`; share one instance between threads."""
 
     def __init__(self, engine: sa.Engine, url: str, *, clock: Clock = _utc_now) -> None:
@@ -427,8 +444,12 @@ class Store(EnvironmentsMixin):
     # -- garbage collection --------------------------------------------------------------------
 
     def referenced_blobs(self) -> set[str]:
-        """Every blob digest a model file or a snapshot references."""
-        query = sa.union(sa.select(t.model_files.c.sha256), sa.select(t.snapshots.c.digest))
+        """Every blob digest a model file, a snapshot or a service references."""
+        query = sa.union(
+            sa.select(t.model_files.c.sha256),
+            sa.select(t.snapshots.c.digest),
+            sa.select(t.services.c.snapshot).where(t.services.c.snapshot.is_not(None)),
+        )
         with self._read() as conn:
             return {row[0] for row in conn.execute(query)}
 

@@ -11,9 +11,12 @@ from typing import Any
 
 __all__ = [
     "ENVIRONMENT_STATUSES",
+    "SERVICE_STATES",
     "EnvironmentRecord",
     "ModelFile",
     "ModelRecord",
+    "ServiceKeys",
+    "ServiceRecord",
     "SnapshotRecord",
     "as_utc",
 ]
@@ -84,6 +87,45 @@ class SnapshotRecord:
     file_count: int
     entry_script: str
     created_time: datetime
+
+
+SERVICE_STATES = ("Transitioning", "Healthy", "Unhealthy", "Failed")
+
+
+@dataclass(frozen=True)
+class ServiceRecord:
+    """A deployed service as the store keeps it (its keys are apart: :class:`ServiceKeys`).
+
+    ``config`` is the resolved v1 deployment payload (``to_payload()``) without keys; ``models`` are
+    model ids ``"name:version"``; ``state``/``error`` are what the last operation recorded.
+    """
+
+    name: str
+    compute_type: str
+    config: dict[str, Any]
+    models: tuple[str, ...]
+    entry_script: str
+    source_dir: str
+    snapshot: str | None
+    environment_name: str | None
+    environment_version: int | None
+    generation: int
+    state: str  # one of SERVICE_STATES
+    error: dict[str, Any] | None
+    created_time: datetime
+    updated_time: datetime
+    created_by: str | None
+
+
+@dataclass(frozen=True)
+class ServiceKeys:
+    """A service's two keys. Secrets: never logged, returned only by ``listkeys``."""
+
+    primary: str
+    secondary: str
+
+    def __repr__(self) -> str:
+        return "ServiceKeys(primary=***, secondary=***)"
 
 
 def as_utc(value: datetime) -> datetime:

@@ -20,7 +20,9 @@ __all__ = [
     "model_tags",
     "model_versions",
     "models",
+    "service_keys",
     "service_models",
+    "services",
     "snapshots",
 ]
 
@@ -119,4 +121,35 @@ snapshots = sa.Table(
     sa.Column("file_count", sa.Integer, nullable=False),
     sa.Column("entry_script", sa.Text, nullable=False),
     sa.Column("created_time", TIME, nullable=False),
+)
+
+# One row per deployed service (revision 0002). ``config`` is the resolved v1 deployment payload
+# without its keys; ``state``/``error`` are what the last operation left (the live state comes from
+# the runtime). Models are in ``service_models``.
+services = sa.Table(
+    "services",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("compute_type", sa.String(16), nullable=False),
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("entry_script", sa.Text, nullable=False),
+    sa.Column("source_dir", sa.Text, nullable=False),
+    sa.Column("snapshot", sa.String(64), nullable=True),
+    sa.Column("environment_name", NAME, nullable=True),
+    sa.Column("environment_version", sa.Integer, nullable=True),
+    sa.Column("generation", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("error", sa.JSON, nullable=True),
+    sa.Column("created_time", TIME, nullable=False),
+    sa.Column("updated_time", TIME, nullable=False),
+    sa.Column("created_by", sa.String(255), nullable=True),
+)
+
+# The service keys are secrets: kept apart so that no listing ever loads them by accident.
+service_keys = sa.Table(
+    "service_keys",
+    metadata,
+    sa.Column("service_name", sa.String(64), primary_key=True),
+    sa.Column("primary_key", sa.Text, nullable=False),
+    sa.Column("secondary_key", sa.Text, nullable=False),
 )
