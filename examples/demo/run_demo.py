@@ -1,19 +1,24 @@
-"""modelhost demo: train a scikit-learn model, register it and build its environment the v1 way.
+"""modelhost demo: train, register, build, deploy, score and autoscale a model the v1 way.
 
 Run with ``make demo`` (or ``.venv/bin/python examples/demo/run_demo.py``). The SDK finds the
 workspace's control plane (``MODELHOST_HOME``, default ``~/.modelhost``) or starts it in the
-background. Running the demo again reuses what exists: the identical model version and the built
-environment (a cache hit).
+background, with the router. The service is deployed with v1's ``Model.deploy`` and an
+``AksWebservice.deploy_configuration``, scored through the router with its key, and left running so
+the printed curl line works. Running the demo again reuses what exists: the identical model version,
+the built environment (a cache hit) and the healthy service.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
+import shlex
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import joblib
@@ -22,11 +27,13 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 from modelhost.errors import ModelhostError
-from modelhost.sdk import Environment, Model, Workspace
+from modelhost.sdk import AksWebservice, Environment, InferenceConfig, Model, Webservice, Workspace
 
 HERE = Path(__file__).resolve().parent
 MODEL_NAME = "sklearn-iris"
 ENV_NAME = "sklearn-iris-env"
+SERVICE_NAME = "iris-demo"
+SAMPLE = {"data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}
 
 
 def step(text: str) -> None:
@@ -73,7 +80,7 @@ def _sklearn_version() -> str:
     return str(sklearn.__version__)
 
 
-def build_environment(ws: Workspace) -> dict[str, object]:
+def build_environment(ws: Workspace) -> tuple[Environment, dict[str, object]]:
     """Build the v1 conda environment through the control plane, printing its log as it streams."""
     env = Environment.from_conda_specification(ENV_NAME, HERE / "myenv.yml")
     build = env.build(ws)
@@ -83,7 +90,57 @@ def build_environment(ws: Workspace) -> dict[str, object]:
     error = build.error()
     if error is not None:
         raise error
-    return build.result or {}
+    return env, build.result or {}
+
+
+def existing_service(ws: Workspace, model: Model) -> Webservice | None:
+    """The demo's service if it already serves this model version and is healthy."""
+    try:
+        service = Webservice(ws, SERVICE_NAME)
+    except ModelhostError:
+        return None
+    if service.state == "Healthy" and model.id in service.model_ids:
+        return service
+    return None
+
+
+def deploy(ws: Workspace, model: Model, env: Environment) -> Webservice:
+    """v1's Model.deploy with an AKS-style configuration: key auth, autoscaling 1..4 replicas."""
+    service = existing_service(ws, model)
+    if service is not None:
+        print(f"reusing service {SERVICE_NAME}: Healthy and serving {model.id}")
+        return service
+    inference_config = InferenceConfig(entry_script="score.py", source_directory=str(HERE), environment=env)
+    deployment_config = AksWebservice.deploy_configuration(
+        autoscale_enabled=True,
+        autoscale_min_replicas=1,
+        autoscale_max_replicas=4,
+        autoscale_target_utilization=70,
+        cpu_cores=0.5,
+        memory_gb=1,
+    )
+    service = Model.deploy(ws, SERVICE_NAME, [model], inference_config, deployment_config, overwrite=True)
+    service.wait_for_deployment(show_output=True)
+    return service
+
+
+def burst(service: Webservice, seconds: float = 4.0, clients: int = 16) -> int:
+    """Score from ``clients`` threads for ``seconds``: enough queued load for the autoscaler to act."""
+    body = json.dumps(SAMPLE)
+    deadline = time.monotonic() + seconds
+
+    def client() -> int:
+        served = 0
+        while time.monotonic() < deadline:
+            try:
+                service.run(body)
+                served += 1
+            except ModelhostError:
+                pass  # a 503 while the queue is full is the signal the autoscaler reacts to
+        return served
+
+    with ThreadPoolExecutor(clients) as pool:
+        return sum(pool.map(lambda _: client(), range(clients)))
 
 
 def smoke_test_entry_script(model: Model, work: Path) -> None:
@@ -115,7 +172,7 @@ def main() -> int:
         model = register(ws, path)
 
         step(f"Building the environment from {HERE / 'myenv.yml'} (v1 conda file)")
-        result = build_environment(ws)
+        env, result = build_environment(ws)
         how = f"cache hit ({result.get('source')})" if result.get("cache_hit") else "built"
         print(
             f"environment ready: {how} in {float(result.get('seconds', 0.0)):.2f} s, "  # type: ignore[arg-type]
@@ -125,10 +182,36 @@ def main() -> int:
         step("Checking the v1 entry script score.py against the registered model")
         smoke_test_entry_script(model, work)
 
+    step(f"Deploying {model.id} as service {SERVICE_NAME} (Model.deploy, AksWebservice config)")
+    service = deploy(ws, model, env)
+
+    step("Scoring through the router with the service key (Webservice.run)")
+    print(f"service.run({json.dumps(SAMPLE)}) -> {service.run(json.dumps(SAMPLE))}")
+
+    step("Autoscaling: 16 concurrent clients for 4 s (target utilization 70 %, 1..4 replicas)")
+    served = burst(service)
+    service.update_deployment_state()
+    settle = time.monotonic() + 15.0  # new replicas load the model before they join routing
+    while service.ready_replicas < service.desired_replicas and time.monotonic() < settle:
+        time.sleep(0.5)
+        service.update_deployment_state()
+    print(
+        f"served {served} requests; replicas now: {service.ready_replicas} ready, "
+        f"{service.desired_replicas} desired (they fall back after about a minute idle)"
+    )
+
+    key = service.get_keys()[0]
+    curl = (
+        f"curl -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' "
+        f"-d {shlex.quote(json.dumps(SAMPLE))} {service.scoring_uri}"
+    )
     step(f"Done in {time.monotonic() - started:.1f} s")
-    print(f"model {model.id} and environment {ENV_NAME} are in the workspace {ws.home}")
-    print("list them:   .venv/bin/modelhost model list   /   .venv/bin/modelhost env list")
-    print("the control plane keeps running; stop it with:   .venv/bin/modelhost down")
+    print(f"model {model.id}, environment {ENV_NAME} and service {SERVICE_NAME} are in {ws.home}")
+    print(f"scoring URI: {service.scoring_uri}")
+    print(f"swagger:     {service.swagger_uri}")
+    print(f"try it:      {curl}")
+    print("inspect:     .venv/bin/modelhost status   /   .venv/bin/modelhost service show iris-demo")
+    print("stop all:    .venv/bin/modelhost down   (the service comes back with 'modelhost up')")
     ws.close()
     return 0
 

@@ -9,19 +9,42 @@ import yaml
 
 import modelhost.sdk
 from modelhost.control import api
-from modelhost.errors import ValidationError
+from modelhost.errors import ModelhostError, ValidationError
 from modelhost.sdk import CondaDependencies, Environment, Model
 
 
 def test_exported_names_are_pinned() -> None:
     assert modelhost.sdk.__all__ == [
+        "AciWebservice",
+        "AksWebservice",
         "CondaDependencies",
         "Environment",
         "EnvironmentBuild",
+        "InferenceConfig",
+        "LocalWebservice",
         "Model",
+        "Webservice",
+        "WebserviceException",
         "Workspace",
     ]
     assert Model.Framework.SCIKITLEARN == "ScikitLearn" and Model.Framework.ONNX == "Onnx"
+
+
+def test_v1_import_lines_map_one_to_one() -> None:
+    """Each v1 module a notebook imports from has a modelhost twin with the same names."""
+    from modelhost.sdk import conda_dependencies, environment, exceptions, model, webservice, workspace
+    from modelhost.sdk.webservice import aci, aks, local
+
+    assert model.Model is Model and model.InferenceConfig is modelhost.sdk.InferenceConfig
+    assert environment.Environment is Environment
+    assert conda_dependencies.CondaDependencies is CondaDependencies
+    assert workspace.Workspace is modelhost.sdk.Workspace
+    for name in ("Webservice", "AksWebservice", "AciWebservice", "LocalWebservice"):
+        assert getattr(webservice, name) is getattr(modelhost.sdk, name)
+    assert aks.AksWebservice is webservice.AksWebservice and aci.AciWebservice is webservice.AciWebservice
+    assert local.LocalWebservice is webservice.LocalWebservice
+    assert exceptions.WebserviceException is webservice.WebserviceException is ModelhostError
+    assert issubclass(ValidationError, exceptions.WebserviceException)
 
 
 def test_conda_dependencies_build_a_v1_conda_file(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ plane through ``<home>/control.json`` and starts it when none runs.
 from __future__ import annotations
 
 import hashlib
+import json as jsonlib
 import os
 import tempfile
 import weakref
@@ -52,10 +53,25 @@ class ControlClient:
         self._finalizer()
 
     def request(
-        self, method: str, path: str, *, json: Any = None, params: Any = None, timeout_s: float | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Any = None,
+        timeout_s: float | None = None,
+        content_type: str | None = None,
     ) -> Any:
-        """Send one request and return its decoded JSON, or raise the error it carried."""
+        """Send one request and return its decoded JSON, or raise the error it carried.
+
+        ``content_type`` sends ``json`` encoded under that media type (e.g. a JSON patch as
+        ``application/json-patch+json``) instead of ``application/json``.
+        """
         extra: dict[str, Any] = {} if timeout_s is None else {"timeout": timeout_s}
+        if content_type is not None:
+            extra["content"] = jsonlib.dumps(json).encode()
+            extra["headers"] = {"Content-Type": content_type}
+            json = None
         try:
             response = self._http.request(method, path, json=json, params=params, **extra)
         except httpx.TransportError as exc:
@@ -68,8 +84,8 @@ class ControlClient:
     def post(self, path: str, json: Any = None) -> Any:
         return self.request("POST", path, json=json)
 
-    def patch(self, path: str, json: Any = None) -> Any:
-        return self.request("PATCH", path, json=json)
+    def patch(self, path: str, json: Any = None, *, content_type: str | None = None) -> Any:
+        return self.request("PATCH", path, json=json, content_type=content_type)
 
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)

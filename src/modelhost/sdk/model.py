@@ -11,15 +11,19 @@ import builtins
 import os
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
 from modelhost.errors import ModelNotFoundError, ValidationError
 from modelhost.sdk._files import Progress, download_model, scan_model, upload_files
+from modelhost.sdk.inference import InferenceConfig
 from modelhost.sdk.workspace import Workspace
 from modelhost.spec.names import parse_model_id, validate_model_name
 
-__all__ = ["Model"]
+if TYPE_CHECKING:
+    from modelhost.sdk.webservice import Webservice
+
+__all__ = ["InferenceConfig", "Model"]
 
 TagFilter = Iterable[str | tuple[str, str] | list[str]] | Mapping[str, str] | None
 
@@ -308,8 +312,30 @@ class Model:
     # -- v1 calls modelhost does not offer ------------------------------------------------------
 
     @staticmethod
-    def deploy(*args: Any, **kwargs: Any) -> NoReturn:
-        _unsupported("Model.deploy", "Deployment arrives with modelhost's services; it is not available yet.")
+    def deploy(
+        workspace: Workspace,
+        name: str,
+        models: Any,
+        inference_config: InferenceConfig | None = None,
+        deployment_config: object = None,
+        deployment_target: object = None,
+        overwrite: bool = False,
+        show_output: bool = False,
+    ) -> Webservice:
+        """Deploy ``models`` as service ``name`` (v1); returns the ``Webservice`` before the
+        deployment finishes: call ``wait_for_deployment(show_output=True)`` on it."""
+        from modelhost.sdk.deploy import deploy
+
+        return deploy(
+            workspace,
+            name,
+            models,
+            inference_config,
+            deployment_config,
+            deployment_target,
+            overwrite,
+            show_output,
+        )
 
     @staticmethod
     def package(*args: Any, **kwargs: Any) -> NoReturn:

@@ -157,7 +157,7 @@ def test_bad_registration_changes_nothing(
 
 
 def test_unsupported_v1_calls_raise_naming_the_call(ws: Workspace) -> None:
-    for call in (Model.profile, Model.package, Model.deploy):
+    for call in (Model.profile, Model.package):
         with pytest.raises(ValidationError, match=r"Model\.\w+ is not supported"):
             call(ws, "x")
     with pytest.raises(ValidationError, match="get_model_path"):

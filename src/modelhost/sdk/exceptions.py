@@ -1,0 +1,14 @@
+"""v1's ``azureml.exceptions`` names over modelhost's one exception tree.
+
+Every modelhost error is a :class:`~modelhost.errors.ModelhostError`, so v1 code that catches
+``WebserviceException`` catches whatever a service call raises; ``ModelNotFoundException`` is the
+model-lookup error; ``UserErrorException`` is a validation error.
+"""
+
+from modelhost.errors import ModelhostError, ModelNotFoundError, ValidationError
+
+__all__ = ["ModelNotFoundException", "UserErrorException", "WebserviceException"]
+
+WebserviceException = ModelhostError
+ModelNotFoundException = ModelNotFoundError
+UserErrorException = ValidationError
