@@ -85,6 +85,7 @@ def _route(source: RouteSource) -> ServiceRoute:
         max_queue_wait_ms=s.max_queue_wait_ms,
         scoring_timeout_ms=s.scoring_timeout_ms,
         scale_to_zero=autoscale is not None and autoscale.min_replicas == 0,
+        desired_replicas=source.status.desired_replicas if source.status else None,
     )
 
 

@@ -70,7 +70,10 @@ class Router:
     def __init__(self, config: RouterConfig, table: RoutingTable | None = None) -> None:
         self.config = config
         self.state = RouterState(pool_idle_timeout_s=config.pool_idle_timeout_s)
-        self.metrics = RouterMetrics(self.state.loads)
+        self.metrics = RouterMetrics(
+            self.state.loads,
+            lambda: {name: r.desired_replicas for name, r in self.state.table.services.items()},
+        )
         self.access_log = AccessLog.open(config.access_log)
         self.ctx = ProxyContext(self.state, self.metrics, self.access_log, _admin_app(self),
                                 max_body_bytes=config.max_body_bytes,

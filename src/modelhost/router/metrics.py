@@ -28,8 +28,13 @@ BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 class RouterMetrics(Collector):
     """Request counts by service and status, latency histogram by service, load gauges."""
 
-    def __init__(self, sample_load: Callable[[], Mapping[str, ServiceLoad]]) -> None:
+    def __init__(
+        self,
+        sample_load: Callable[[], Mapping[str, ServiceLoad]],
+        desired: Callable[[], Mapping[str, int | None]] = dict,
+    ) -> None:
         self._sample = sample_load
+        self._desired = desired
         self._counts: dict[tuple[str, int], int] = {}
         self._buckets: dict[str, list[int]] = {}
         self._sums: dict[str, float] = {}
@@ -77,12 +82,23 @@ class RouterMetrics(Collector):
             "busy": GaugeMetricFamily("modelhost_router_busy_replicas",
                                       "Busy replica-equivalents (in-flight / per-replica limit)",
                                       labels=["service"]),
+            "utilization": GaugeMetricFamily("modelhost_router_utilization",
+                                             "(busy replicas + queued requests) / ready replicas",
+                                             labels=["service"]),
+            "desired": GaugeMetricFamily("modelhost_router_desired_replicas",
+                                         "Replicas the control plane wants (the autoscaler's decision)",
+                                         labels=["service"]),
         }
+        desired = self._desired()
         for name, load in sorted(self._sample().items()):
             families["in_flight"].add_metric([name], load.in_flight)
             families["queued"].add_metric([name], load.queued)
             families["replicas"].add_metric([name], load.replicas)
             families["busy"].add_metric([name], load.busy)
+            if load.replicas:
+                families["utilization"].add_metric([name], (load.busy + load.queued) / load.replicas)
+            if desired.get(name) is not None:
+                families["desired"].add_metric([name], float(desired[name] or 0))
         return list(families.values())
 
 

@@ -72,6 +72,8 @@ class ServiceRoute:
     # Added for the autoscaler's scale to zero (docs/autoscaling.md, "Cold start").
     scale_to_zero: bool = False
     cold_start_wait_ms: int = 30000
+    # The replica count the control plane wants (the autoscaler's decision), shown on /metrics.
+    desired_replicas: int | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,10 @@ def _route(name: str, raw: object) -> ServiceRoute:
         scale_to_zero=_bool(f"{where}.scale_to_zero", obj.get("scale_to_zero", False)),
         cold_start_wait_ms=_int(f"{where}.cold_start_wait_ms", obj.get("cold_start_wait_ms", 30000),
                                 0, 3_600_000),
+        desired_replicas=(
+            None if obj.get("desired_replicas") is None
+            else _int(f"{where}.desired_replicas", obj.get("desired_replicas"), 0, 100_000)
+        ),
     )
 
 
@@ -186,6 +192,7 @@ def table_to_json(table: RoutingTable) -> dict[str, Any]:
                 "scoring_timeout_ms": route.scoring_timeout_ms,
                 "scale_to_zero": route.scale_to_zero,
                 "cold_start_wait_ms": route.cold_start_wait_ms,
+                "desired_replicas": route.desired_replicas,
             }
             for name, route in table.services.items()
         },
