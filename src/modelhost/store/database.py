@@ -12,6 +12,8 @@ password masked.
 from __future__ import annotations
 
 import re
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,26 @@ def create_engine(url: str) -> sa.Engine:
     return engine
 
 
+def _enable_wal(cursor: Any) -> None:
+    """Switch the file to WAL, retrying while another process holds it.
+
+    Changing the journal mode needs the database to itself, and SQLite answers "database is locked"
+    at once rather than waiting out the busy timeout when another process is, say, migrating a new
+    workspace; WAL is a property of the file, so once any process has switched it this is a no-op.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    delay = 0.01
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+
 def _configure_sqlite(engine: sa.Engine, *, wal: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -100,7 +122,7 @@ def _configure_sqlite(engine: sa.Engine, *, wal: bool) -> None:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             if wal:
-                cursor.execute("PRAGMA journal_mode = WAL")
+                _enable_wal(cursor)
                 cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
             cursor.close()
