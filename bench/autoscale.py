@@ -216,7 +216,7 @@ def line(name: str, ours: float, baseline: float) -> str:
     return f"{name}: ours={ours:.3f} baseline={baseline:.3f} ratio={ratio:.3f}"
 
 
-def plot(path: Path, runs: list[Run], sampler: ReplicaSampler) -> None:
+def plot(path: Path, runs: list[Run], sampler: ReplicaSampler, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -241,7 +241,7 @@ def plot(path: Path, runs: list[Run], sampler: ReplicaSampler) -> None:
     bottom.set_ylabel("latency (ms)")
     bottom.set_xlabel("seconds since the run started")
     bottom.legend(loc="upper right", fontsize="small")
-    fig.suptitle("1 client -> 10x step -> 1 client: fixed 1 replica vs autoscaled")
+    fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -270,8 +270,8 @@ def wait(predicate, deadline_s: float, what: str) -> None:  # type: ignore[no-un
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--base-clients", type=int, default=1)
-    p.add_argument("--step-clients", type=int, default=10)
+    p.add_argument("--base-clients", type=int, default=2, help="clients before and after the step")
+    p.add_argument("--step-clients", type=int, default=20)
     p.add_argument("--before", type=float, default=5.0, help="seconds at the base load before the step")
     p.add_argument("--step", type=float, default=15.0, help="seconds of the step")
     p.add_argument("--after", type=float, default=10.0, help="seconds at the base load after the step")
@@ -338,7 +338,9 @@ def main() -> None:
         for t, record in log.records:
             if getattr(record, "action", None):
                 print(f"#   +{t - runs[1].start:6.2f}s {record.getMessage()}", file=sys.stderr)
-        plot(a.out, runs, sampler)
+        title = (f"{a.base_clients} clients -> {a.step_clients} -> {a.base_clients}: "
+                 "fixed 1 replica vs autoscaled")
+        plot(a.out, runs, sampler, title)
         print(f"# plot: {a.out}", file=sys.stderr)
     finally:
         if sampler is not None:

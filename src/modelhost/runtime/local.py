@@ -188,6 +188,7 @@ class LocalRuntime:
         environ: Mapping[str, str] | None = None,
         stop_grace_s: float = 10.0,
         drain_s: float = 0.0,
+        max_starting: int | None = None,
         tick_s: float = 0.1,
         clock: Callable[[], float] = time.time,
         extract: Callable[[Path, Path], None] = extract_snapshot,
@@ -208,6 +209,7 @@ class LocalRuntime:
         self._base_env = _inherited_env(os.environ if environ is None else environ)
         self._grace = stop_grace_s
         self._drain_s = drain_s
+        self._max_starting = max_starting or max(1, len(self._machine.cpus))
         self._tick_s = tick_s
         self._clock = clock
         self._extract = extract
@@ -552,7 +554,10 @@ class LocalRuntime:
         if svc.error is not None:
             return
         current = svc.of_generation(svc.generation)
-        for _ in range(svc.desired - len(current)):
+        # Starting a replica is CPU-bound (imports, init()); starting more at once than there are
+        # CPUs delays them all, so the rest wait for a later tick and the first ones serve sooner.
+        starting = sum(1 for r in self._all_replicas() if r.state == "starting")
+        for _ in range(min(svc.desired - len(current), max(0, self._max_starting - starting))):
             try:
                 self._create(svc, now)
             except ConflictError:
