@@ -20,6 +20,7 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 # Installs and starts what the tests talk to (PostgreSQL from Debian's packages, the v1 reference
 # server in its own venv), then runs the whole suite.

@@ -10,4 +10,5 @@ if [ -x scripts/setup-azmlinfsrv.sh ]; then
 fi
 .venv/bin/ruff check .
 .venv/bin/lint-imports
+.venv/bin/mypy
 exec .venv/bin/pytest "$@"

@@ -153,6 +153,7 @@ def from_payload(status_code: int, payload: Any) -> ModelhostError:
     error = payload.get("error") if isinstance(payload, dict) else None
     if not isinstance(error, dict):
         return ModelhostError(f"control plane answered HTTP {status_code}: {payload!r}")
-    by_code = {cls.code: cls for cls in [ModelhostError, *_all_subclasses(ModelhostError)]}
+    classes: list[type[ModelhostError]] = [ModelhostError, *_all_subclasses(ModelhostError)]
+    by_code = {known.code: known for known in classes}
     cls = by_code.get(str(error.get("code")), ModelhostError)
     return cls(str(error.get("message", "")), hint=error.get("hint"), details=error.get("details") or [])
