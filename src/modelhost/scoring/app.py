@@ -258,17 +258,7 @@ class ScoringApp:
         if error:
             await self._error(send, 431, error, extra)
         elif method == "OPTIONS":
-            await self._send(
-                send,
-                200,
-                [
-                    (b"content-type", _HTML),
-                    (b"allow", b"HEAD, GET, OPTIONS"),
-                    *extra,
-                    (b"content-length", b"0"),
-                ],
-                b"",
-            )
+            await self._options_get_only(send, extra)
         elif not self.state.ready:
             await self._error(
                 send, 503, RECYCLING_MESSAGE if self.state.recycling else NOT_READY_MESSAGE, extra
@@ -277,6 +267,11 @@ class ScoringApp:
             await self._send(
                 send, 200, [(b"content-type", _HTML), (b"content-length", b"7"), *extra], b"Healthy"
             )
+
+    async def _options_get_only(self, send: Send, extra: list[tuple[bytes, bytes]]) -> None:
+        """v1's (Flask's) automatic OPTIONS answer for a GET-only route: 200, empty, with Allow."""
+        headers = [(b"content-type", _HTML), (b"allow", b"HEAD, GET, OPTIONS"), *extra]
+        await self._send(send, 200, [*headers, (b"content-length", b"0")], b"")
 
     # --- /swagger.json ------------------------------------------------------------------------------
     async def _swagger(self, scope: Scope, send: Send) -> None:
@@ -291,17 +286,7 @@ class ScoringApp:
             await self._error(send, 431, error, extra)
             return
         if method == "OPTIONS":
-            await self._send(
-                send,
-                200,
-                [
-                    (b"content-type", _HTML),
-                    (b"allow", b"HEAD, GET, OPTIONS"),
-                    *extra,
-                    (b"content-length", b"0"),
-                ],
-                b"",
-            )
+            await self._options_get_only(send, extra)
             return
         docs = self.state.swagger
         if docs is None:
