@@ -156,7 +156,7 @@ def ensure_router(settings: Settings, *, deadline_s: float = START_DEADLINE_S) -
         "--host", settings.host,
         "--port", str(settings.router_port),
         "--table", str(table),
-        "--admin-token", token,
+        f"--admin-token={token}",  # "=": a token may start with "-", which argparse would take for an option
         "--access-log", str(settings.logs_dir / "router-access.log"),
     ]  # fmt: skip
     log_path = settings.logs_dir / "router.log"
