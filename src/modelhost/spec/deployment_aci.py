@@ -9,10 +9,10 @@ it; asking through the JSON ``aadAuthEnabled`` or an update is a validation erro
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Final
 
-from modelhost.spec.deployment_aks import AksDeploymentConfig, raise_problems, read_payload
+from modelhost.spec.deployment_aks import AksDeploymentConfig, build_checked, read_payload
 from modelhost.spec.deployment_rules import (
     PREFIX,
     Field,
@@ -121,12 +121,7 @@ class AciDeploymentConfig:
     @classmethod
     def checked(cls, **params: Any) -> AciDeploymentConfig:
         """The configuration, or ``ValidationError`` listing every violation."""
-        known = {f.name for f in fields(cls)}
-        unknown = [f"{PREFIX}unknown parameter {name!r} for an ACI deployment configuration."
-                   for name in params if name not in known]
-        config = cls(**{k: v for k, v in params.items() if k in known})
-        raise_problems(unknown + config.validate())
-        return config
+        return build_checked(cls, params, "an ACI deployment configuration")
 
     def validate(self) -> list[str]:
         return aci_problems(self.view())
@@ -224,11 +219,7 @@ class LocalDeploymentConfig:
 
     @classmethod
     def checked(cls, **params: Any) -> LocalDeploymentConfig:
-        unknown = [f"{PREFIX}unknown parameter {name!r} for a Local deployment configuration."
-                   for name in params if name != "port"]
-        config = cls(port=params.get("port"))
-        raise_problems(unknown + config.validate())
-        return config
+        return build_checked(cls, params, "a Local deployment configuration")
 
     def validate(self) -> list[str]:
         return local_problems(self.view())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, Protocol, TypeVar
 
 from modelhost.autoscale import CONFIG_KEYS, AutoscaleConfig
 from modelhost.errors import ValidationError
@@ -168,12 +168,7 @@ class AksDeploymentConfig:
     def checked(cls, **params: Any) -> AksDeploymentConfig:
         """The configuration, or ``ValidationError`` listing every violation (one per line, in
         ``details``); unknown parameter names are violations too."""
-        known = {f.name for f in fields(cls)}
-        unknown = [f"{PREFIX}unknown parameter {name!r} for an AKS deployment configuration."
-                   for name in params if name not in known]
-        config = cls(**{k: v for k, v in params.items() if k in known})
-        raise_problems(unknown + config.validate())
-        return config
+        return build_checked(cls, params, "an AKS deployment configuration")
 
     def validate(self) -> list[str]:
         """Every violation, in a stable order: types first, then v1's checks in v1's order."""
@@ -414,6 +409,23 @@ def _auth_problems(v: Values) -> list[str]:
 
 
 # -- shared with the other configurations -----------------------------------------------------------
+
+
+class _Validating(Protocol):
+    def validate(self) -> list[str]: ...
+
+
+_C = TypeVar("_C", bound=_Validating)
+
+
+def build_checked(cls: type[_C], params: Mapping[str, Any], what: str) -> _C:
+    """``cls`` built from ``params``, or one ``ValidationError`` listing the unknown parameter names
+    (``what`` names the configuration in the message) and every violation of the rest."""
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = [f"{PREFIX}unknown parameter {name!r} for {what}." for name in params if name not in known]
+    config = cls(**{k: v for k, v in params.items() if k in known})
+    raise_problems(unknown + config.validate())
+    return config
 
 
 def raise_problems(problems: list[str]) -> None:

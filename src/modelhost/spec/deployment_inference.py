@@ -10,10 +10,10 @@ from __future__ import annotations
 import keyword
 import posixpath
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Literal
 
-from modelhost.spec.deployment_aks import raise_problems
+from modelhost.spec.deployment_aks import build_checked
 from modelhost.spec.deployment_rules import PREFIX, Field, Values, field_values
 
 __all__ = ["INFERENCE_FIELDS", "SUPPORTED_CUDA_VERSIONS", "SUPPORTED_RUNTIMES", "InferenceConfig"]
@@ -79,12 +79,7 @@ class InferenceConfig:
     @classmethod
     def checked(cls, **params: Any) -> InferenceConfig:
         """The configuration, or ``ValidationError`` listing every violation."""
-        known = {f.name for f in fields(cls)}
-        unknown = [f"{PREFIX}unknown parameter {name!r} for an InferenceConfig." for name in params
-                   if name not in known]
-        config = cls(**{k: v for k, v in params.items() if k in known})
-        raise_problems(unknown + config.validate())
-        return config
+        return build_checked(cls, params, "an InferenceConfig")
 
     def validate(self) -> list[str]:
         """Every violation: types, the entry script, v1's rules, then what modelhost cannot honour."""
