@@ -255,9 +255,9 @@ def test_key_and_token_calls_fail_by_name_without_calls() -> None:
     svc = Webservice.deserialize(NO_WS, _payload(AksDeploymentConfig()))
     with pytest.raises(ValidationError, match='key must be one of "Primary" or "Secondary"'):
         svc.regen_key("tertiary")
-    with pytest.raises(ValidationError, match="get_token is not supported") as info:
-        svc.get_token()
-    assert "key auth" in info.value.hint
+    with pytest.raises(ValidationError, match="uses key auth: use get_keys") as info:
+        svc.get_token()  # refused without a call: the service uses key auth
+    assert "token_auth_enabled=True" in info.value.hint
     local = Webservice.deserialize(NO_WS, _payload(LocalDeploymentConfig()))
     for call in (local.get_keys, local.get_token, lambda: local.regen_key("Primary")):
         with pytest.raises(NotImplementedError):

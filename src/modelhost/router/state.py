@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from modelhost.router.admission import DEFAULT_MAX_QUEUE, ServiceAdmission
 from modelhost.router.auth import bearer_forms
 from modelhost.router.table import Replica, RoutingTable, ServiceLoad, ServiceRoute
+from modelhost.router.tokens import TokenVerifier
 from modelhost.router.upstream import UpstreamPool
 
 __all__ = ["RouterState", "Service"]
@@ -48,6 +49,7 @@ class RouterState:
         self.table = RoutingTable()
         self.services: dict[str, Service] = {}
         self.pools: dict[str, UpstreamPool] = {}
+        self.tokens = TokenVerifier()  # the table's token keys; a new one (empty cache) when they change
         self._rng = rng or random.Random()
         self._max_queue = max_queue
         self._pool_idle_timeout_s = pool_idle_timeout_s
@@ -65,6 +67,7 @@ class RouterState:
         for name in [n for n in self.services if n not in table.services]:
             self.services.pop(name).admission.close()
         self._swap_pools(table)
+        self.tokens = self.tokens.adopt(table.token_issuer, table.token_keys)
         self.table = table
         log.info("routing table version %d adopted: %d services", table.version, len(table.services))
 

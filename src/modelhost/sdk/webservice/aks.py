@@ -140,12 +140,6 @@ class AksWebservice(Webservice):
         changes.update({k: v for k, v in kwargs.items() if k not in ("is_migration", "compute_target")})
         self._send_update(changes, models, inference_config)
 
-    def get_access_token(self) -> NoReturn:
-        unsupported(
-            "AksWebservice.get_access_token",
-            "Token authentication arrives in a later modelhost release; use key auth and get_keys().",
-        )
-
 
 class AksEndpoint(AksWebservice):
     """v1's experimental AKS endpoint with versions and a traffic split: not offered by modelhost."""
