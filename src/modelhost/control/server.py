@@ -23,6 +23,7 @@ import socket
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from filelock import FileLock, Timeout
 
@@ -100,9 +101,15 @@ def serve(settings: Settings) -> None:
 
             from modelhost.control._uvicorn import QuietExitServer
             from modelhost.control.app import create_app, open_context
+            from modelhost.control.tls_config import control_tls_from_env, load_front_door
 
+            # a bad certificate fails the start before anything else is started
+            tls = control_tls_from_env(os.environ, settings, datetime.now(UTC))
             token = load_or_create_token(settings.home)
+            load_front_door(settings)  # scoring URIs say https:// while the router serves TLS
             ctx = open_context(settings, token)
+            if tls is not None:
+                ctx.url = tls.url(settings)
             try:
                 config = uvicorn.Config(
                     create_app(ctx),
@@ -111,8 +118,10 @@ def serve(settings: Settings) -> None:
                     lifespan="off",
                     timeout_graceful_shutdown=3,
                     server_header=False,
+                    **(tls.uvicorn_options() if tls is not None else {}),
                 )
-                info = ControlInfo(url=ctx.url, token=token, pid=os.getpid(), version=__version__)
+                info = ControlInfo(url=ctx.url, token=token, pid=os.getpid(), version=__version__,
+                                   ca_pem=tls.chain_pem if tls is not None else None)
                 write_info(settings.discovery_file, info)
                 _log.info(
                     "control plane %s for workspace %s listening on %s", __version__, settings.home, ctx.url

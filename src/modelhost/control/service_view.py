@@ -16,7 +16,15 @@ from modelhost.runtime.base import ServiceStatus
 from modelhost.spec.deployment import config_from_payload, service_payload
 from modelhost.store.records import ServiceRecord
 
-__all__ = ["LiveService", "live_state", "matches_filters", "scoring_uri", "service_to_dict"]
+__all__ = ["LiveService", "live_state", "matches_filters", "scoring_uri", "service_to_dict", "set_front_door"]
+
+# (bind host, router port) -> (scheme, host name clients use): set by control.tls_config when the
+# router's TLS configuration is loaded or changed, so scoring URIs say https://<cname> while it is on.
+_FRONT_DOORS: dict[tuple[str, int], tuple[str, str]] = {}
+
+
+def set_front_door(host: str, router_port: int, scheme: str, public_host: str) -> None:
+    _FRONT_DOORS[(host, router_port)] = (scheme, public_host)
 
 
 @dataclass(frozen=True)
@@ -47,7 +55,8 @@ def scoring_uri(record: ServiceRecord, host: str, router_port: int) -> str | Non
     if record.compute_type == "Local":
         port = record.config.get("port")
         return f"http://localhost:{port}/score" if port else None
-    return f"http://{host}:{router_port}/api/v1/service/{record.name}/score"
+    scheme, public_host = _FRONT_DOORS.get((host, router_port), ("http", host))
+    return f"{scheme}://{public_host}:{router_port}/api/v1/service/{record.name}/score"
 
 
 def _iso(value: datetime) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json as jsonlib
 import os
+import ssl
 import tempfile
 import weakref
 from collections.abc import Callable, Iterator
@@ -34,7 +35,8 @@ class ControlClient:
     """JSON over HTTP to one control plane, with its admin token."""
 
     def __init__(
-        self, url: str, token: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, settings: Settings | None = None
+        self, url: str, token: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, settings: Settings | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.url = url.rstrip("/")
         self.settings = settings  # the local workspace, when this client found it through control.json
@@ -42,6 +44,7 @@ class ControlClient:
             base_url=self.url,
             headers={"Authorization": f"Bearer {token}"},
             timeout=httpx.Timeout(timeout_s, connect=10.0),
+            verify=verify,  # an https control plane: the certificate control.json names, else the system's
         )
         # notebooks never close a Workspace: release the pooled sockets when the client is collected
         self._finalizer = weakref.finalize(self, self._http.close)
@@ -109,6 +112,19 @@ class ControlClient:
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from exc
         self._decode(response)
+
+    def stream(self, path: str, params: Any = None) -> Iterator[bytes]:
+        """GET ``path`` and yield its body in chunks as it arrives (an error response raises)."""
+        try:
+            with self._http.stream(
+                "GET", path, params=params, timeout=httpx.Timeout(None, connect=10.0)
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    self._decode(response)
+                yield from response.iter_bytes(_CHUNK)
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
 
     def download_blob(
         self, digest: str, dest: Path, *, executable: bool = False, on_bytes: ByteCallback | None = None
@@ -186,4 +202,5 @@ def connect(
     info = local.ensure_running(settings) if autostart else local.find_running(settings)
     if info is None:
         raise ControlPlaneUnavailableError(f"No control plane runs for the workspace {settings.home}")
-    return ControlClient(info.url, token or info.token, timeout_s=timeout_s, settings=settings)
+    return ControlClient(info.url, token or info.token, timeout_s=timeout_s, settings=settings,
+                         verify=info.verify())

@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import signal
+import ssl
 import sys
 import time
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ import httpx
 from filelock import FileLock, Timeout
 
 from modelhost.errors import ControlPlaneUnavailableError, ModelhostError, from_payload
+from modelhost.sdk.ssl import client_context
 from modelhost.settings import Settings
 
 __all__ = [
@@ -59,6 +61,11 @@ class ControlInfo:
     token: str
     pid: int
     version: str
+    ca_pem: str | None = None  # an https control plane: the certificate (chain) clients trust
+
+    def verify(self) -> ssl.SSLContext | bool:
+        """What httpx verifies this control plane's certificate with."""
+        return client_context(self.ca_pem) if self.ca_pem else True
 
 
 def read_info(path: Path) -> ControlInfo | None:
@@ -70,6 +77,7 @@ def read_info(path: Path) -> ControlInfo | None:
             token=str(raw["token"]),
             pid=int(raw["pid"]),
             version=str(raw.get("version", "")),
+            ca_pem=str(raw["ca_pem"]) if raw.get("ca_pem") else None,
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -110,7 +118,7 @@ def settings_environ(settings: Settings) -> dict[str, str]:
 def healthy(info: ControlInfo, timeout_s: float = 2.0) -> bool:
     """Whether the control plane described by ``info`` answers ``/healthz`` as that very process."""
     try:
-        response = httpx.get(f"{info.url}/healthz", timeout=timeout_s)
+        response = httpx.get(f"{info.url}/healthz", timeout=timeout_s, verify=info.verify())
         return response.status_code == 200 and response.json().get("pid") == info.pid
     except (httpx.HTTPError, ValueError):
         return False
