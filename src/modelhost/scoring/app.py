@@ -87,6 +87,8 @@ class ServerState:
         self.slots: RunSlots | None = None
         self.swagger: SwaggerDocs | None = None
         self.on_startup: Callable[[], Any] | None = None
+        # after the last request (uvicorn re-raises SIGTERM once run() returns: no code runs after it)
+        self.on_shutdown: Callable[[], Any] | None = None
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -154,6 +156,8 @@ class ScoringApp:
                     self.state.on_startup()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.state.on_shutdown is not None:
+                    self.state.on_shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -201,7 +205,8 @@ class ScoringApp:
         trace = headers.get(b"traceid")
         if trace is not None:
             out.append((b"traceid", trace))
-        return out, ids.error, ids.request_id
+        # run() sees the x-ms-request-id the client gets back (ModelDataCollector's $aml_request_id)
+        return out, ids.error, ids.legacy_client_request_id or ids.request_id
 
     def _cors_headers(self, headers: dict[bytes, bytes], method: str) -> list[tuple[bytes, bytes]]:
         assert self._cors is not None

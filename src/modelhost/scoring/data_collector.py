@@ -1,36 +1,46 @@
 """``ModelDataCollector`` (``azureml.monitoring``) for scripts that collect inputs and predictions.
 
 Signature and return values are those of ``azureml-monitoring`` 0.1.0a21, plus ``identifier=`` as an
-alias of ``designation=`` (2018-2019 scripts pass it). Collection is on when the environment variable
-``MODELHOST_DATA_COLLECTION_DIR`` is set: rows are appended as CSV to
+alias of ``designation=`` (2018-2019 scripts pass it). Collection is on when the control plane sets
+``MODELHOST_DATA_COLLECTION_DIR`` (a service deployed with ``collect_model_data=True``); rows land as
+CSV under
 
-    <dir>/<service>/<model>/<version>/<designation>/<yyyy>/<mm>/<dd>/data.csv
+    <dir>/<service>/<model>/<version>/<designation>/<yyyy>/<mm>/<dd>/data-<replica>-<pid>.csv
 
-(UTC date), with v1's correlation columns (``$aml_dc_correlation_id``, ``$aml_dc_scoring_timestamp``,
+(UTC date of the collect call), one file per process so replicas never interleave lines. ``inputs``
+rows get v1's correlation columns (``$aml_dc_correlation_id``, ``$aml_dc_scoring_timestamp``,
 ``$aml_dc_boundary``, ``$aml_workspace``, ``$aml_service_name``, ``$aml_model_name``,
-``$aml_model_version``, ``$aml_request_id``) appended to ``inputs``. ``$aml_request_id`` is the request's
-``x-request-id``. Writing happens off the request path: ``collect`` formats the CSV text and puts it on a
-bounded queue that one daemon thread drains; when the queue is full the rows are dropped and counted
-(:func:`dropped_count`). When collection is off, the constructor prints v1's notice and ``collect``
-returns ``None``, as in v1.
+``$aml_model_version``, ``$aml_request_id``); ``$aml_request_id`` is the ``x-ms-request-id`` the client
+got back for the scoring request that called ``collect`` (v1 1.5.1 wrote a zero UUID there).
+
+``collect`` only converts the data to rows and hands them to :class:`~.data_writer.DataWriter`
+(a bounded buffer and one background thread): it never waits for the disk, and when the buffer is full
+the rows are dropped and counted. When collection is off, the constructor prints v1's notice and
+``collect`` returns ``None`` at once: no thread, no file.
+
+Beyond v1 (which wrote a list as one row and had no header without ``feature_names``): a list of lists
+is one row per inner list, dicts are rows keyed by their keys, and every file has a header (``col_<i>``
+names the columns that have no feature name).
 """
 
 from __future__ import annotations
 
 import atexit
-import csv
 import datetime
-import io
+import operator
 import os
-import queue
-import sys
+import random
+import socket
 import threading
-import uuid
+import warnings
 from typing import Any
 
-__all__ = ["CORRELATION_HEADERS", "ModelDataCollector", "dropped_count", "flush"]
+from .data_writer import DEFAULT_CAPACITY, DataWriter
+from .invoke import current_request_id
 
-CORRELATION_HEADERS = [
+__all__ = ["CORRELATION_HEADERS", "ModelDataCollector", "dropped_count", "flush", "shutdown"]
+
+CORRELATION_HEADERS = (
     "$aml_dc_correlation_id",
     "$aml_dc_scoring_timestamp",
     "$aml_dc_boundary",
@@ -39,86 +49,83 @@ CORRELATION_HEADERS = [
     "$aml_model_name",
     "$aml_model_version",
     "$aml_request_id",
-]
+)
 _DESIGNATIONS = ("inputs", "predictions", "labels", "signals", "general")
-_QUEUE_SIZE = 10_000
+_ZERO_ID = "00000000-0000-0000-0000-000000000000"
+_TYPES_WARNING = (
+    "collect failed: input data must be list,numpy array, pandas dataframe, or spark dataframe. "
+    "Corresponding modules must be installed first."
+)
+
+_writer: DataWriter | None = None
+_writer_lock = threading.Lock()
 
 
-class _Writer:
-    """The one background thread that appends queued CSV text to files."""
-
-    def __init__(self) -> None:
-        self.queue: queue.Queue[tuple[str, str | None, str] | None] = queue.Queue(maxsize=_QUEUE_SIZE)
-        self.dropped = 0
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    def put(self, path: str, header: str | None, text: str) -> None:
-        self._ensure_started()
-        try:
-            self.queue.put_nowait((path, header, text))
-        except queue.Full:
-            with self._lock:
-                self.dropped += 1
-
-    def _ensure_started(self) -> None:
-        if self._thread is None:
-            with self._lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(
-                        target=self._drain, name="modelhost-data-collector", daemon=True
-                    )
-                    self._thread.start()
-                    atexit.register(self.flush)
-
-    def _drain(self) -> None:
-        while True:
-            item = self.queue.get()
-            try:
-                if item is not None:
-                    self._append(*item)
-            except OSError as exc:
-                sys.stderr.write(f"ModelDataCollector: cannot write {item[0] if item else ''}: {exc}\n")
-            finally:
-                self.queue.task_done()
-
-    @staticmethod
-    def _append(path: str, header: str | None, text: str) -> None:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        new = not os.path.exists(path) or os.path.getsize(path) == 0
-        with open(path, "a", encoding="utf-8", newline="") as handle:
-            if new and header:
-                handle.write(header)
-            handle.write(text)
-
-    def flush(self) -> None:
-        if self._thread is not None:
-            self.queue.join()
+def _get_writer(root: str) -> DataWriter:
+    global _writer
+    if _writer is None:
+        with _writer_lock:
+            if _writer is None:
+                replica = os.environ.get("MODELHOST_REPLICA_ID") or socket.gethostname()
+                service = os.environ.get("SERVICE_NAME") or "default"
+                capacity = _capacity(os.environ.get("MODELHOST_DATA_COLLECTION_BUFFER_ROWS"))
+                _writer = DataWriter(root, service, f"{replica}-{os.getpid()}", capacity=capacity)
+                atexit.register(shutdown)
+    return _writer
 
 
-_writer = _Writer()
+def _capacity(raw: str | None) -> int:
+    try:
+        return max(1, int(raw)) if raw else DEFAULT_CAPACITY
+    except ValueError:
+        print(f"MODELHOST_DATA_COLLECTION_BUFFER_ROWS={raw!r} is not a number; using {DEFAULT_CAPACITY}")
+        return DEFAULT_CAPACITY
 
 
 def dropped_count() -> int:
-    """Rows dropped because the write queue was full."""
-    return _writer.dropped
+    """Rows dropped because the buffer was full."""
+    return _writer.dropped if _writer is not None else 0
 
 
-def flush() -> None:
-    """Wait until every queued row is written (tests, shutdown)."""
-    _writer.flush()
+def flush(timeout_s: float = 30.0) -> bool:
+    """Wait until every buffered row is written (tests); False on timeout."""
+    return _writer.flush(timeout_s) if _writer is not None else True
 
 
-def _csv_rows(rows: list[list[Any]]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer).writerows(rows)
-    return buffer.getvalue()
+def shutdown(timeout_s: float = 30.0) -> None:
+    """Write what is buffered and stop the writer thread (the worker calls it on SIGTERM)."""
+    if _writer is not None:
+        _writer.close(timeout_s)
 
 
-def _request_id() -> str:
-    from .invoke import current_request_id
+_UUID_MASK = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_BITS = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
 
-    return current_request_id.get()
+
+class _Ids:
+    """uuid4-shaped correlation ids from a per-process generator: ``uuid.uuid4()`` reads
+    ``os.urandom`` per call, which costs tens of microseconds on some VMs. Seeded from urandom at
+    start and again in a forked child; a script's own ``random.seed()`` does not touch it."""
+
+    def __init__(self) -> None:
+        self._rng = random.Random(os.urandom(32))
+        os.register_at_fork(after_in_child=self._reseed)
+
+    def _reseed(self) -> None:
+        self._rng.seed(os.urandom(32))
+
+    def new(self) -> str:
+        h = f"{self._rng.getrandbits(128) & _UUID_MASK | _UUID4_BITS:032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_ids = _Ids()
+
+
+
+
+def _kind(data: Any) -> str:
+    return type(data).__module__.split(".")[0]
 
 
 class ModelDataCollector:
@@ -139,29 +146,33 @@ class ModelDataCollector:
         if identifier is not None and designation == "default":
             designation = identifier
         self.model_name = model_name
-        self._feature_names = list(feature_names) if feature_names is not None else None
-        self._correlation_headers: list[str] = []
+        self._feature_names = [str(f) for f in feature_names] if feature_names is not None else None
+        self._correlation_headers: tuple[str, ...] = ()
+        self._inputs = False
+        self._sink: DataWriter | None = None
+        # caches as one (key, value) tuple each: run() threads may read while another one replaces it
+        self._day_cache: tuple[int, str] = (-1, "")
+        self._header_cache: tuple[tuple[int, tuple[str, ...]], tuple[str, ...]] = ((-1, ()), ())
+        self._corr_cache: tuple[tuple[str, ...] | None, tuple[str, ...]] = (None, ())
         self.workspace = workspace.lower()
         self.service_name = webservice_name
         self.model_version = model_version
         self.collection_name = collection_name
-        self._root = os.environ.get("MODELHOST_DATA_COLLECTION_DIR")
+        self._root = os.environ.get("MODELHOST_DATA_COLLECTION_DIR") or None
         self._enabled = False
+        self._designation = "general"
         self._debug = os.environ.get("AML_MODEL_DC_DEBUG", "").lower() == "true"
-        if not self._root:
-            if self._debug:
-                print(
-                    "Data collection is in debug mode. "
-                    "Set environment variable AML_MODEL_DC_STORAGE_ENABLED to "
-                    "'true' to send data to the cloud (http://aka.ms/amlmodeldatacollection)."
-                )
-            else:
-                print(
-                    "Data collection is not enabled. "
-                    "Set environment variable AML_MODEL_DC_STORAGE_ENABLED to "
-                    "'true' to enable (http://aka.ms/amlmodeldatacollection)."
-                )
-                return
+        if self._debug:
+            print(
+                "Data collection is in debug mode. Set environment variable AML_MODEL_DC_STORAGE_ENABLED to "
+                "'true' to send data to the cloud (http://aka.ms/amlmodeldatacollection)."
+            )
+        elif self._root is None:
+            print(
+                "Data collection is not enabled. Set environment variable AML_MODEL_DC_STORAGE_ENABLED to "
+                "'true' to enable (http://aka.ms/amlmodeldatacollection)."
+            )
+            return
         if designation == "default":
             designation = "general"
         if designation not in _DESIGNATIONS:
@@ -169,109 +180,178 @@ class ModelDataCollector:
                 "Incorrect designation value. "
                 "Supported values: 'default', 'inputs', 'predictions', 'labels', 'signals', 'general'"
             )
+            self._debug = False
             return
         self._designation = designation
+        if self.workspace == "default/default/default" and os.environ.get("MODELHOST_WORKSPACE"):
+            self.workspace = os.environ["MODELHOST_WORKSPACE"].lower()
         if self.service_name == "default" and os.environ.get("SERVICE_NAME"):
             self.service_name = os.environ["SERVICE_NAME"]
         if self.model_version == "default":
             self.model_version = _version_from_model_dir(model_name) or "default"
         self._boundary = 60 if os.environ.get("AML_MODEL_DC_BOUNDARY") == "hour" else 60 * 24
-        if designation == "inputs":
-            self._correlation_headers = list(CORRELATION_HEADERS)
-        self._enabled = bool(self._root)
+        named = designation in ("signals", "general") and collection_name != "default"
+        self._prefix = collection_name if named else "data"
+        self._folder = os.path.join(
+            self._root or "", self.service_name, self.model_name, str(self.model_version), designation
+        )
+        self._inputs = designation == "inputs"
+        self._enabled = self._root is not None
+        self._sink = _get_writer(self._root) if self._root is not None else None
 
     # --- v1's public API -------------------------------------------------------------------------
     def collect(self, input_data: Any, user_correlation_id: str = "") -> dict[str, Any] | None:
-        """Queue ``input_data`` (a list is one row; numpy/pandas/Spark give one row per record)."""
+        """Buffer ``input_data`` for writing; for ``inputs``, return the correlation values added.
+
+        The request path: convert to rows (copied, so the script may reuse its objects) and hand
+        them to the writer; no file I/O, no CSV formatting (the writer thread does both).
+        """
         if not self._enabled and not self._debug:
             return None
-        correlation = None
-        if self._designation == "inputs":
-            correlation = self._generated_fields(user_correlation_id)
-            input_data = self.add_correlations(input_data, correlation)
-        rows, header = self._rows(input_data)
-        if rows is None:
+        now = _now(_UTC)
+        converted = self._rows(input_data, () if self._inputs else self._correlation_headers)
+        if converted is None:
             return None
-        text = _csv_rows(rows)
+        header, rows = converted
+        correlation = None
+        if self._inputs:
+            correlation = self._generated_fields(user_correlation_id, now)
+            values = list(correlation.values())  # built in CORRELATION_HEADERS order
+            rows = [row + values for row in rows]
+            header = self._with_correlations(header)
         if self._debug:
-            print(text.rstrip("\r\n"))
-        if self._enabled:
-            _writer.put(self._path(), _csv_rows([header]) if header else None, text)
+            _print_csv(header, rows)
+        if self._sink is not None:
+            day = now.toordinal()
+            cached_day, folder = self._day_cache
+            if day != cached_day:
+                folder = os.path.join(self._folder, f"{now:%Y}", f"{now:%m}", f"{now:%d}")
+                self._day_cache = (day, folder)
+            self._sink.put((folder, self._prefix, header, rows))
         return correlation
 
     def add_correlations(self, input_data: Any, correlations: dict[str, Any] | None) -> Any:
-        """Append the correlation values to each row (v1's helper for predictions)."""
+        """``input_data`` with the correlation values appended to each row (v1's helper)."""
         if correlations is None:
             return input_data
-        if not self._correlation_headers:
-            self._correlation_headers = list(CORRELATION_HEADERS)
-        values = [correlations[h] for h in CORRELATION_HEADERS]
-        if isinstance(input_data, list):
+        self._correlation_headers = CORRELATION_HEADERS
+        values = list(_correlation_values(correlations))
+        if type(input_data) is list:
+            if _is_table(input_data):
+                return [[*row, *values] for row in input_data]
+            if input_data and type(input_data[0]) is dict:
+                return [{**r, **correlations} for r in input_data]
             return input_data + values
-        kind = type(input_data).__module__.split(".")[0]
-        if kind == "numpy":
+        if isinstance(input_data, dict):
+            return {**input_data, **correlations}
+        kind = _kind(input_data)
+        if kind == "numpy" and hasattr(input_data, "ndim"):
             import numpy as np
 
             data = np.array([input_data]) if input_data.ndim == 1 else input_data
             extra = np.repeat(np.array([values], dtype=object), data.shape[0], axis=0)
             return np.append(data, extra, axis=1)
-        if kind == "pandas":
+        if kind == "pandas" and hasattr(input_data, "columns"):
             frame = input_data.copy(deep=False)
             for offset, (name, value) in enumerate(zip(CORRELATION_HEADERS, values, strict=True)):
                 frame.insert(len(input_data.columns) + offset, name, value)
             return frame
+        warnings.warn(_TYPES_WARNING, stacklevel=2)
         return input_data
 
     # --- internals -------------------------------------------------------------------------------
-    def _generated_fields(self, correlation_id: str) -> dict[str, Any]:
-        generated = str(uuid.uuid4())
-        return {
-            "$aml_dc_scoring_timestamp": datetime.datetime.now(datetime.UTC).replace(tzinfo=None).isoformat(),
-            "$aml_request_id": _request_id(),
+    def _generated_fields(self, correlation_id: str, now: datetime.datetime) -> dict[str, Any]:
+        generated = _ids.new()
+        return {  # in CORRELATION_HEADERS order: collect() relies on it
             "$aml_dc_correlation_id": f"{correlation_id}-{generated}" if correlation_id else generated,
+            "$aml_dc_scoring_timestamp": now.replace(tzinfo=None).isoformat(),
             "$aml_dc_boundary": self._boundary,
             "$aml_workspace": self.workspace,
             "$aml_service_name": self.service_name,
             "$aml_model_name": self.model_name,
             "$aml_model_version": self.model_version,
+            "$aml_request_id": current_request_id.get(),
         }
 
-    def _headers(self) -> list[str] | None:
-        if self._feature_names is None:
-            return None
-        return self._feature_names + self._correlation_headers
+    def _with_correlations(self, header: tuple[str, ...]) -> tuple[str, ...]:
+        key, value = self._corr_cache
+        if header is not key:
+            value = (*header, *CORRELATION_HEADERS)
+            self._corr_cache = (header, value)
+        return value
 
-    def _rows(self, data: Any) -> tuple[list[list[Any]] | None, list[str] | None]:
-        if isinstance(data, list):
-            return [data], self._headers()
-        kind = type(data).__module__.split(".")[0]
+    def _header(self, width: int, tail: tuple[str, ...]) -> tuple[str, ...]:
+        """Feature names plus ``tail``, ``col_<i>`` for columns without a name (cached)."""
+        key = (width, tail)
+        cached_key, value = self._header_cache
+        if key != cached_key:
+            if width < len(tail):
+                tail = ()
+            names = self._feature_names or []
+            own = width - len(tail)
+            names = names[:own] + [f"col_{i}" for i in range(len(names), own)]
+            value = (*names, *tail)
+            self._header_cache = (key, value)
+        return value
+
+    def _rows(
+        self, data: Any, tail: tuple[str, ...]
+    ) -> tuple[tuple[str, ...], list[list[Any]]] | None:
+        """(header, rows), rows copied; None (and v1's warning) for types it cannot collect."""
+        if type(data) is list:
+            first = data[0] if data else None
+            if type(first) is dict and all(isinstance(r, dict) for r in data):
+                return _dict_rows(data, self._feature_names)
+            rows = list(map(list, data)) if _is_table(data) else [data.copy()]
+            width = len(rows[0]) if len(rows) == 1 else max(map(len, rows), default=0)
+            return self._header(width, tail), rows
+        if isinstance(data, dict):
+            return _dict_rows([data], self._feature_names)
+        kind = _kind(data)
         if kind == "numpy" and hasattr(data, "ndim"):
             rows = [data.tolist()] if data.ndim == 1 else data.tolist()
-            return rows, self._headers()
+            return self._header(len(rows[0]) if rows else 0, tail), rows
         if kind == "pandas" and hasattr(data, "columns"):
-            return data.values.tolist(), [str(c) for c in data.columns]
-        import warnings
+            return tuple(str(c) for c in data.columns), data.to_numpy(dtype=object).tolist()
+        if kind == "pandas" and hasattr(data, "index"):  # a Series: one row
+            return tuple(str(c) for c in data.index), [data.to_numpy(dtype=object).tolist()]
+        if isinstance(data, list):  # a list subclass
+            return self._rows(list(data), tail)
+        warnings.warn(_TYPES_WARNING, stacklevel=3)
+        return None
 
-        warnings.warn(
-            "collect failed: input data must be list,numpy array, pandas dataframe, or spark dataframe. "
-            "Corresponding modules must be installed first.",
-            stacklevel=3,
-        )
-        return None, None
 
-    def _path(self) -> str:
-        now = datetime.datetime.now(datetime.UTC)
-        return os.path.join(
-            str(self._root),
-            self.service_name,
-            self.model_name,
-            str(self.model_version),
-            self._designation,
-            f"{now:%Y}",
-            f"{now:%m}",
-            f"{now:%d}",
-            "data.csv",
-        )
+_now = datetime.datetime.now
+_UTC = datetime.UTC
+_correlation_values = operator.itemgetter(*CORRELATION_HEADERS)
+
+
+def _is_table(data: list[Any]) -> bool:
+    first = data[0] if data else None
+    if type(first) is not list and type(first) is not tuple:
+        return False
+    return all(type(r) is list or type(r) is tuple for r in data)
+
+
+def _dict_rows(
+    records: list[dict[str, Any]], feature_names: list[str] | None
+) -> tuple[tuple[str, ...], list[list[Any]]]:
+    keys: dict[str, None] = dict.fromkeys(feature_names or ())
+    for record in records:
+        keys.update(dict.fromkeys(str(k) for k in record))
+    header = tuple(keys)
+    return header, [[record.get(k) for k in header] for record in records]
+
+
+def _print_csv(header: tuple[str, ...], rows: list[list[Any]]) -> None:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    print(buffer.getvalue().rstrip("\r\n"))
 
 
 def _version_from_model_dir(model_name: str) -> str | None:

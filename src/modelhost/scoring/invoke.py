@@ -52,7 +52,7 @@ OK_JSON, OK_RESPONSE, BAD_INPUT, RUN_FAILED, ENCODE_FAILED = range(5)
 _EMPTY = inspect.Parameter.empty
 _PLAIN = frozenset({dict, list, str, int, float, bool, type(None), tuple})
 
-# The x-request-id of the request being scored, for code that runs inside run() (ModelDataCollector).
+# The x-ms-request-id answered for the request being scored, for code inside run() (ModelDataCollector).
 current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar(
     "modelhost_request_id", default="00000000-0000-0000-0000-000000000000"
 )

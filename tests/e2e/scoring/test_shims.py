@@ -41,18 +41,10 @@ def test_v1_script_with_azureml_imports(start_server: Any, tmp_path: Path) -> No
     assert body["joblib"] == "joblib"
 
     today = datetime.datetime.now(datetime.UTC)
-    csv_path = (
-        collected
-        / "svc"
-        / "sklearn_model"
-        / "1"
-        / "inputs"
-        / f"{today:%Y}"
-        / f"{today:%m}"
-        / f"{today:%d}"
-        / "data.csv"
-    )
-    wait_until(csv_path.exists, 10, what="collected rows on disk")
+    folder = collected / "svc" / "sklearn_model" / "1" / "inputs" / f"{today:%Y/%m/%d}"
+    # one file per replica process: data-<replica>-<pid>.csv (docs/data-collection.md)
+    wait_until(lambda: any(folder.glob("data-*.csv")), 10, what="collected rows on disk")
+    csv_path = next(folder.glob("data-*.csv"))
     wait_until(lambda: len(csv_path.read_text().splitlines()) >= 2, 10, what="a data row")
     rows = list(csv.reader(csv_path.read_text().splitlines()))
     assert rows[0] == [

@@ -85,7 +85,7 @@ def test_identifier_is_an_alias_of_designation(tmp_path: Path) -> None:
     assert out["result"] is None
     files = out["files"]
     assert isinstance(files, list) and len(files) == 1
-    assert "/default/m/default/predictions/" in files[0] and files[0].endswith("/data.csv")
+    assert "/default/m/default/predictions/" in files[0] and "/data-" in files[0]
 
 
 def test_shim_names_cover_the_common_imports() -> None:
