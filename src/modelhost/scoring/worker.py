@@ -28,10 +28,12 @@ from .invoke import Invoker
 from .logs import AccessLog, configure_logging, flush_streams, redirect_print
 from .slots import RunSlots
 
-__all__ = ["BOOT_ERROR", "RECYCLE", "run_worker"]
+__all__ = ["BOOT_ERROR", "INIT_DONE_MARKER", "RECYCLE", "run_worker"]
 
 BOOT_ERROR = 3
 RECYCLE = 86
+# Logged (v1's line format, logger azmlinfsrv) once init() returned: get_logs(init=True) ends there.
+INIT_DONE_MARKER = "modelhost: init() done, ready for requests"
 _TREE_LIMIT = 200
 
 logger = logging.getLogger("azmlinfsrv")
@@ -63,6 +65,7 @@ class Worker:
         self.exit_code = 0
         self.state = ServerState()
         self.state.on_startup = self._on_startup
+        self.state.on_shutdown = _stop_data_collection
         from .oip_v2_routes import build_v2_app
 
         self.app = ScoringApp(
@@ -102,6 +105,7 @@ class Worker:
         self.state.ready = True
         logger.info(f"Scoring timeout is set to {self.settings.scoring_timeout_ms}")
         logger.info(f"Worker with pid {os.getpid()} ready for serving traffic")
+        logger.info(INIT_DONE_MARKER)
 
     def _boot_job(self) -> Any:
         try:
@@ -115,8 +119,9 @@ class Worker:
         redirect_print()
         logger.info("Starting up app insights client")
         if os.environ.get("AML_APP_INSIGHTS_ENABLED") == "true":
-            logger.warning(
-                "Application Insights is not supported by modelhost's scoring server; no telemetry is sent."
+            logger.info(
+                "Application Insights: the scoring server sends no telemetry itself; modelhost's router "
+                "records requests for services with enable_app_insights=True (docs/telemetry.md)."
             )
         if self.settings.extra_config_keys:
             logger.warning(
@@ -243,6 +248,14 @@ class Worker:
         if self.state.slots is not None:
             self.state.slots.stop()
         return self.exit_code
+
+
+def _stop_data_collection() -> None:
+    """Write the rows ModelDataCollector still buffers (lifespan shutdown: in-flight requests are done;
+    the worker ends with os._exit or a re-raised SIGTERM, so atexit never runs)."""
+    module = sys.modules.get("modelhost.scoring.data_collector")  # loaded only if the script collects
+    if module is not None:
+        module.shutdown()
 
 
 async def _await(awaitable: Any) -> Any:
