@@ -10,6 +10,8 @@ exists)::
     MODELHOST_CONTROL_PORT   control_port    control plane on 127.0.0.1       8790
     MODELHOST_ROUTER_PORT    router_port     router (front door)              8791
     MODELHOST_HOST           host            address both bind to             127.0.0.1
+    MODELHOST_REPLICA_USER   replica_user    user replicas run as (when root) unset: the control
+                                             plane's own user (docs/security.md)
 
 Layout of the workspace folder::
 
@@ -56,6 +58,7 @@ class Settings:
     control_port: int = DEFAULT_CONTROL_PORT
     router_port: int = DEFAULT_ROUTER_PORT
     host: str = "127.0.0.1"
+    replica_user: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, home: Path | None = None) -> Settings:
@@ -69,6 +72,7 @@ class Settings:
             control_port=_port(env, "MODELHOST_CONTROL_PORT", DEFAULT_CONTROL_PORT),
             router_port=_port(env, "MODELHOST_ROUTER_PORT", DEFAULT_ROUTER_PORT),
             host=env.get("MODELHOST_HOST", "127.0.0.1"),
+            replica_user=env.get("MODELHOST_REPLICA_USER", "").strip() or None,
         )
 
     def with_(self, **changes: object) -> Settings:

@@ -3,7 +3,8 @@
 The router outlives the control plane (it keeps serving its last table while the control plane is
 down), so it is not a child that dies with it: it is spawned in a session of its own with
 ``posix_spawn`` and found again through ``<home>/router/router.json`` (mode 0600: it holds the
-router's admin token)::
+router's admin token, which the router reads from ``<home>/router/admin.token``, 0600, never from its
+command line, which every local process can read)::
 
     {"pid": 1234, "port": 8791, "url": "http://127.0.0.1:8791", "token": "...", "argv": [...]}
 
@@ -147,17 +148,23 @@ def ensure_router(settings: Settings, *, deadline_s: float = START_DEADLINE_S) -
     if stale is not None and stale.port != settings.router_port and _is_ours(stale):
         stop_router(settings)  # the workspace moved its router to another port
     router_dir(settings).mkdir(parents=True, exist_ok=True)
+    os.chmod(router_dir(settings), 0o700)  # table, token, TLS keys: the control plane's alone
     table = table_file(settings)
     if not table.exists():
         write_private(table, json.dumps({"version": 0, "services": {}}) + "\n")
     token = secrets.token_urlsafe(32)
+    token_path = router_dir(settings) / "admin.token"
+    write_private(token_path, token + "\n")
     argv = [
         sys.executable, "-m", "modelhost.router",
         "--host", settings.host,
         "--port", str(settings.router_port),
         "--table", str(table),
-        f"--admin-token={token}",  # "=": a token may start with "-", which argparse would take for an option
+        "--admin-token-file", str(token_path),
         "--access-log", str(settings.logs_dir / "router-access.log"),
+        "--tls-dir", str(router_dir(settings) / "tls"),  # HTTPS while cert.pem + key.pem exist (docs/tls.md)
+        "--telemetry-dir", str(settings.home / "telemetry"),  # request spans (docs/telemetry.md)
+        "--workspace-name", settings.home.name,
     ]  # fmt: skip
     log_path = settings.logs_dir / "router.log"
     pid = _spawn(argv, log_path)

@@ -38,6 +38,7 @@ from modelhost.errors import ConflictError, ModelhostError, NotFoundError, Valid
 from modelhost.runtime import processes, state
 from modelhost.runtime.base import ReplicaState, ReplicaStatus, ServiceDeployment, ServiceStatus
 from modelhost.runtime.gpus import Gpu, discover_gpus
+from modelhost.runtime.inherited_env import inherited_env
 from modelhost.runtime.layout import (
     BlobSource,
     keep_outputs,
@@ -46,6 +47,7 @@ from modelhost.runtime.layout import (
     remove_folder,
     replica_env,
 )
+from modelhost.runtime.replica_user import check_reachable, hand_over, protect_home, resolve
 from modelhost.runtime.resources import Machine, ProcessLimits, check_fits, choose_gpus, plan_limits
 from modelhost.runtime.supervision import (
     Exit,
@@ -67,8 +69,6 @@ SCORING_SERVER = ("-m", "modelhost.scoring")  # what the replica's interpreter r
 READINESS_INTERVAL_S = 0.2
 _CRASH_TAIL_LINES = 30
 _HISTORY_KEPT = 20
-# Variables of the control plane's own process that must not leak into a replica's interpreter.
-_NOT_INHERITED = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")
 
 
 def detect_machine(gpus: Callable[[], tuple[Gpu, ...]] = discover_gpus) -> Machine:
@@ -80,10 +80,6 @@ def detect_machine(gpus: Callable[[], tuple[Gpu, ...]] = discover_gpus) -> Machi
     )
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return Machine(cpus=tuple(cpus), memory_bytes=memory, gpus=gpus())
-
-
-def _inherited_env(environ: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in environ.items() if k not in _NOT_INHERITED and not k.startswith("MODELHOST_")}
 
 
 def _describe_exit(code: int | None) -> str:
@@ -172,8 +168,9 @@ class LocalRuntime:
     ``gpus`` discovers GPUs (or ``machine`` replaces detection entirely, for tests);
     ``policy`` sets the restart backoff; ``stop_grace_s`` is the SIGTERM-to-SIGKILL grace of
     scale-down and delete; ``server`` is what the replica's interpreter runs before the scoring
-    server's arguments (default ``-m modelhost.scoring``). Only one instance may supervise a home
-    at a time (ConflictError).
+    server's arguments (default ``-m modelhost.scoring``); ``replica_user`` (``MODELHOST_REPLICA_USER``,
+    a name or uid) is who replicas run as when this process is root (docs/security.md). Only one
+    instance may supervise a home at a time (ConflictError).
     """
 
     def __init__(
@@ -193,8 +190,12 @@ class LocalRuntime:
         clock: Callable[[], float] = time.time,
         extract: Callable[[Path, Path], None] = extract_snapshot,
         server: Sequence[str] = SCORING_SERVER,
+        replica_user: str | None = None,
     ) -> None:
         self.home = Path(home)
+        self._user = resolve(replica_user, os.geteuid())
+        # a root replica ignores the blobs' 0444 mode: it gets copies, never links into the store
+        self._private_models = self._user is None and os.geteuid() == 0
         self._state_dir = self.home / "runtime" / "local"
         self._replicas_dir = replicas_dir or self.home / "replicas"
         self._logs_dir = self.home / "logs" / "replicas"
@@ -206,7 +207,8 @@ class LocalRuntime:
         self._artifacts = artifacts
         self._policy = policy or RestartPolicy()
         self._machine = machine or detect_machine(gpus)
-        self._base_env = _inherited_env(os.environ if environ is None else environ)
+        environ = os.environ if environ is None else environ
+        self._base_env = inherited_env(environ, same_user=self._user is None)
         self._grace = stop_grace_s
         self._drain_s = drain_s
         self._max_starting = max_starting or max(1, len(self._machine.cpus))
@@ -218,6 +220,13 @@ class LocalRuntime:
         self._services: dict[ServiceName, _Service] = {}
         self._dirty: set[ServiceName] = set()
         self._lockfile = self._acquire_home()
+        protect_home(self.home, share_replicas=self._user is not None)
+        if self._private_models:
+            log.warning(
+                "replicas run as root, like this control plane: their entry scripts can read every "
+                "secret of the workspace; set MODELHOST_REPLICA_USER=nobody (or another unprivileged "
+                "user) to run them without privileges (docs/security.md)"
+            )
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="modelhost-probe")
         self._thread = threading.Thread(target=self._run, name="modelhost-supervisor", daemon=True)
@@ -382,6 +391,10 @@ class LocalRuntime:
                 hint="Upload the source directory again.",
             )
         check_fits(d.resources, self._machine)
+        if self._user is not None:
+            self._replicas_dir.mkdir(parents=True, exist_ok=True)
+            check_reachable(self._user, Path(d.python), 0o1, "the interpreter")
+            check_reachable(self._user, self._replicas_dir, 0o1, "the replicas folder")
 
     def _same_generation(self, svc: _Service, d: ServiceDeployment) -> ServiceStatus | None:
         if d.generation > svc.generation:
@@ -587,7 +600,7 @@ class LocalRuntime:
         rid = ReplicaId(f"{svc.name}-{d.generation}-{secrets.token_hex(3)}")
         limits = plan_limits(d.resources, self._machine, self._cpu_usage(), self._gpus_in_use())
         folder = self._replicas_dir / svc.name / rid
-        prepare_replica(d, folder, self._artifacts, self._extract)
+        self._prepare(d, folder)
         r = _Replica(
             id=rid, generation=d.generation, folder=folder, log=self._log_path(svc.name, rid), limits=limits
         )
@@ -599,7 +612,7 @@ class LocalRuntime:
         d = svc.deployments[r.generation]
         try:
             if not r.folder.is_dir():
-                prepare_replica(d, r.folder, self._artifacts, self._extract)
+                self._prepare(d, r.folder)
             layout = layout_for(d, r.folder)
             # a fixed port (LocalWebservice) or a fresh free one at every start
             r.port = d.port or processes.free_port(HOST, avoid=self._ports_in_use())
@@ -615,9 +628,11 @@ class LocalRuntime:
                 "--host",
                 HOST,
             ]
-            env = {**replica_env(d, layout, r.id, self._base_env), **r.limits.env()}
+            env = {**replica_env(d, layout, r.id, self._user_env(r.folder)), **r.limits.env()}
             r.log_offset = r.log.stat().st_size if r.log.exists() else 0
-            r.pid = processes.spawn(r.argv, env=env, cwd=r.folder, log=r.log, limits=r.limits)
+            r.pid = processes.spawn(
+                r.argv, env=env, cwd=r.folder, log=r.log, limits=r.limits, user=self._user
+            )
         except (OSError, ModelhostError) as exc:
             r.pid, r.started_at, r.ready_this_run = None, now, False
             r.kill_reason = f"the replica could not be started: {exc}"
@@ -628,6 +643,24 @@ class LocalRuntime:
         r.state, r.started_at, r.ready_this_run = "starting", now, False
         r.next_probe_at, r.probe_failures, r.kill_reason = now, 0, None
         self._dirty.add(svc.name)
+
+    def _prepare(self, d: ServiceDeployment, folder: Path) -> None:
+        prepare_replica(d, folder, self._artifacts, self._extract, private_models=self._private_models)
+        protect_home(self.home, share_replicas=self._user is not None)  # files created since
+        if self._user is not None:
+            try:
+                os.chmod(folder.parent, 0o711)
+                hand_over(folder, self._user)
+            except BaseException:
+                remove_folder(folder)
+                raise
+
+    def _user_env(self, folder: Path) -> dict[str, str]:
+        """The inherited variables; a replica user gets its own name and its folder as HOME."""
+        if self._user is None:
+            return self._base_env
+        name = self._user.name
+        return {**self._base_env, "HOME": str(folder), "USER": name, "LOGNAME": name}
 
     def _begin_stop(self, r: _Replica, now: float, grace_s: float, drain_s: float = 0.0) -> None:
         if r.state == "stopping":

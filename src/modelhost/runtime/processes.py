@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
+from modelhost.runtime.replica_user import ReplicaUser
 from modelhost.runtime.resources import ProcessLimits
 
 __all__ = ["cmdline", "exit_status", "free_port", "is_running", "matches", "signal_group", "spawn"]
@@ -47,8 +48,18 @@ def _confine(limits: ProcessLimits) -> Callable[[], None]:
     return confine
 
 
-def spawn(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, log: Path, limits: ProcessLimits) -> int:
-    """Start ``argv`` detached in ``cwd`` with stdout and stderr appended to ``log``; its pid."""
+def spawn(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    log: Path,
+    limits: ProcessLimits,
+    user: ReplicaUser | None = None,
+) -> int:
+    """Start ``argv`` detached in ``cwd`` with stdout and stderr appended to ``log``; its pid. With
+    ``user`` the child drops to that uid and gid (and no supplementary groups) before exec; the log is
+    opened here, so that user needs no access to the logs folder."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         popen = subprocess.Popen(
@@ -61,6 +72,9 @@ def spawn(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, log: Path, 
             start_new_session=True,
             close_fds=True,
             preexec_fn=_confine(limits),
+            user=None if user is None else user.uid,
+            group=None if user is None else user.gid,
+            extra_groups=None if user is None else [],
         )
     with _LOCK:
         _CHILDREN[popen.pid] = popen
