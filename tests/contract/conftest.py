@@ -26,6 +26,7 @@ from modelhost.runtime.base import (
     ModelFileSpec,
     ModelSpec,
     ProbeSettings,
+    ReplicaStatus,
     Resources,
     Runtime,
     ServiceDeployment,
@@ -37,10 +38,10 @@ from modelhost.store.artifacts import ArtifactStore
 from modelhost.types import ReplicaId, ServiceName
 
 
-def score(port: int, payload: object, timeout_s: float = 10.0) -> dict[str, object]:
+def score(port: int, payload: object, timeout_s: float = 10.0, host: str = "127.0.0.1") -> dict[str, object]:
     """POST ``payload`` as JSON to a replica's /score and decode the JSON answer."""
     req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/score",
+        f"http://{host}:{port}/score",
         data=json.dumps(payload).encode(),
         headers={"Content-Type": "application/json"},
         method="POST",
@@ -55,6 +56,17 @@ def served_by(answer: dict[str, object], pid: int | None) -> bool:
     """Whether replica process ``pid`` served ``answer`` (the scoring server runs ``run()`` in a
     worker it forks, so the script reports its own pid and its parent's)."""
     return pid is not None and pid in (answer.get("pid"), answer.get("ppid"))
+
+
+def score_at(replica: ReplicaStatus, payload: object) -> dict[str, object]:
+    """``score`` at the replica's own address (a pod has its own IP on Kubernetes)."""
+    return score(replica.port, payload, host=replica.host)
+
+
+def served_by_replica(answer: dict[str, object], replica: ReplicaStatus) -> bool:
+    """Whether ``replica`` served ``answer``: the script reports ``MODELHOST_REPLICA_ID`` (and its
+    pids, checked where the runtime knows the replica's process)."""
+    return answer.get("replica") == replica.id and (replica.pid is None or served_by(answer, replica.pid))
 
 
 def wait_status(
@@ -94,6 +106,19 @@ class Harness:
     outputs_of: Callable[[str], Path]
     temp_folders_of: Callable[[str], list[Path]]
     python: Path = field(default_factory=lambda: Path(sys.executable))
+    # Added for the kubernetes harness: crash a replica whatever runs it; fill in what a runtime
+    # needs beyond the local one's deployment; what only the local runtime promises.
+    crash_replica: Callable[[ReplicaStatus], None] | None = None
+    prepare: Callable[[ServiceDeployment], ServiceDeployment] = lambda d: d
+    gives_up_after: int | None = 3  # starts of a failing init() before Failed (Kubernetes: never stops)
+    keeps_outputs: bool = True  # ./outputs kept after delete (an emptyDir on Kubernetes is not)
+
+    def crash(self, replica: ReplicaStatus) -> None:
+        if self.crash_replica is not None:
+            self.crash_replica(replica)
+        else:
+            assert replica.pid is not None
+            self.kill_replica(replica.pid)
 
     @property
     def artifacts(self) -> ArtifactStore:
@@ -118,7 +143,7 @@ class Harness:
             (src / rel).parent.mkdir(parents=True, exist_ok=True)
             (src / rel).write_text(text)
         snap = make_snapshot(src, "score.py", self.work / "snapshots")
-        return ServiceDeployment(
+        deployment = ServiceDeployment(
             service=ServiceName(service),
             generation=generation,
             python=self.python,
@@ -131,6 +156,7 @@ class Harness:
             resources=resources or Resources(),
             probe=ProbeSettings(period_seconds=1, initial_delay_seconds=60),
         )
+        return self.prepare(deployment)
 
     def model(self, name: str, version: int, files: dict[str, bytes]) -> ModelSpec:
         store = self.artifacts
@@ -170,9 +196,34 @@ def _local_harness(tmp_path: Path, made: list[Runtime]) -> Harness:
     )
 
 
-@pytest.fixture(params=["local"])
+def _kubernetes_harness(request: pytest.FixtureRequest, tmp_path: Path, made: list[Runtime]) -> Harness:
+    from tests.contract.k8s_harness import kubernetes_parts
+
+    parts = kubernetes_parts(request, tmp_path / "home", made)
+    return Harness(
+        kind="kubernetes",
+        home=parts.home,
+        work=tmp_path / "work",
+        make=parts.make,
+        kill_replica=lambda pid: None,
+        outputs_of=lambda s: parts.home / "none",
+        temp_folders_of=lambda s: [],
+        crash_replica=parts.crash,
+        prepare=parts.prepare,
+        gives_up_after=None,
+        keeps_outputs=False,
+    )
+
+
+@pytest.fixture(params=["local", "kubernetes"])
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
     made: list[Runtime] = []
+    if request.param == "kubernetes":
+        h = _kubernetes_harness(request, tmp_path, made)
+        yield h
+        for rt in made:  # the namespace (and every pod in it) goes with the k8s_namespace fixture
+            rt.close()
+        return
     h = _local_harness(tmp_path, made)
     yield h
     # Leave no replica behind: the last instance deletes what it still knows, every instance closes.

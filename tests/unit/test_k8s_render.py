@@ -508,7 +508,7 @@ def test_scoring_command_and_image() -> None:
         "--port",
         "5001",
         "--host",
-        "0.0.0.0",
+        "$(POD_IP)",  # Kubernetes expands it: the pod's IP (env POD_IP from status.podIP)
     ]
     assert scoring["ports"] == [{"name": "http", "containerPort": 5001, "protocol": "TCP"}]
     assert scoring["workingDir"] == "/var/azureml-app"
@@ -538,6 +538,7 @@ def test_scoring_env() -> None:
     assert env["MODELHOST_MAX_CONCURRENT_REQUESTS"] == "1"
     assert env["SERVICE_NAME"] == "svc-one"
     assert env["MODELHOST_REPLICA_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["POD_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
     tuned = _env(_container(_render(_case("timeout-and-concurrency"))))
     assert tuned["SCORING_TIMEOUT_MS"] == "305000"
     assert tuned["MODELHOST_MAX_CONCURRENT_REQUESTS"] == "8"

@@ -123,6 +123,10 @@ class ServiceDeployment:
     # Added for LocalWebservice.deploy_configuration(port=...) (control-services): a fixed port for
     # the replica (one replica only; the runtime picks a free port when None).
     port: int | None = None
+    # Added for the Kubernetes runtime (the control plane fills them; local ignores them): the
+    # environment's content hash names its image, the snapshot's sha256 names the blob pods fetch.
+    environment_hash: str | None = None
+    snapshot_sha256: str | None = None
 
 
 @dataclass(frozen=True)

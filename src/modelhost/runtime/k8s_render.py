@@ -463,10 +463,12 @@ def _scoring_env(d: ServiceDeployment, options: K8sOptions, model_dir: str, entr
     if d.resources.gpu_cores == 0:
         ours["CUDA_VISIBLE_DEVICES"] = ""  # as locally: a CPU replica sees no GPU
     defaults = {"HOME": "/tmp"}  # the image's user has no home; the script may override it
-    merged = {**defaults, **{k: v for k, v in d.env.items() if k not in ours and k != "MODELHOST_REPLICA_ID"}}
+    derived = ("MODELHOST_REPLICA_ID", "POD_IP")
+    merged = {**defaults, **{k: v for k, v in d.env.items() if k not in ours and k not in derived}}
     env: list[K8sObject] = [{"name": k, "value": _literal(v)} for k, v in sorted(merged.items())]
     env += [{"name": k, "value": v} for k, v in ours.items()]
     env.append({"name": "MODELHOST_REPLICA_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
+    env.append({"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
     return env
 
 
@@ -544,7 +546,9 @@ def _scoring_container(d: ServiceDeployment, image: str, options: K8sOptions) ->
             "--port",
             str(names.SCORING_PORT),
             "--host",
-            "0.0.0.0",
+            # the pod's own IP rather than 0.0.0.0: where pods share the host's network (hostNetwork,
+            # the tests' node agent) two replicas on one node would otherwise collide on 5001
+            "$(POD_IP)",
         ],
         "workingDir": names.APP_ROOT,
         "ports": [{"name": "http", "containerPort": names.SCORING_PORT, "protocol": "TCP"}],
@@ -626,8 +630,12 @@ def render_deployment(
     snapshot: str,
     owner_uid: str | None = None,
     manage_replicas: bool = False,
+    image: str | None = None,
 ) -> K8sObject:
     """The Deployment ``<service>-g<generation>`` running ``deployment`` in the image of ``environment``.
+
+    ``image`` replaces the tag reference ``<registry>/modelhost-env:<environment>`` (e.g. the same
+    image by digest, ``...@sha256:<hex>``, once the runtime looked it up in the registry).
 
     Without ``manage_replicas`` the manifest has no ``spec.replicas``: the ``scale`` subresource (the
     autoscaler) owns it and no later apply resets it; after the first create the runtime scales to
@@ -636,7 +644,8 @@ def render_deployment(
     """
     _check_options(options)
     _check_deployment(deployment)
-    image = environment_image(options.registry, environment)
+    tagged = environment_image(options.registry, environment)
+    image = image or tagged
     manifest = fetch_manifest_digest(deployment, snapshot)
     labels = names.replica_labels(deployment.service, deployment.generation, options.extra_labels)
     annotations = {
@@ -683,6 +692,7 @@ def render_service(
     keys: ServiceKeys | None = None,
     owner_uid: str | None = None,
     manage_replicas: bool = False,
+    image: str | None = None,
 ) -> list[K8sObject]:
     """Every object of one generation of a service, in apply order: anchor ConfigMap, keys Secret
     (when ``keys``), headless Service, Deployment. Objects other than the anchor carry an owner
@@ -700,6 +710,7 @@ def render_service(
             snapshot=snapshot,
             owner_uid=owner_uid,
             manage_replicas=manage_replicas,
+            image=image,
         )
     )
     return objects

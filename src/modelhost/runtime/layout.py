@@ -3,6 +3,7 @@
     <folder>/                          AML_APP_ROOT, the working directory
       <source_dir>/...                 the snapshot unpacked; the entry script is in here
       azureml-models/<name>/<version>/<path>   model files, hard links into the artifact store
+                                       (private copies with ``private_models``: docs/security.md)
       outputs/                         what the script writes to ./outputs (kept when it stops)
 
 ``AZUREML_MODEL_DIR`` is ``<folder>/azureml-models/<name>/<version>`` (no trailing slash) for one
@@ -22,6 +23,7 @@ from typing import Protocol
 
 from modelhost.errors import EntryScriptError, ValidationError
 from modelhost.runtime.base import ModelFileSpec, ModelSpec, ServiceDeployment
+from modelhost.runtime.file_copies import private_copy
 
 __all__ = [
     "MODELS_DIR",
@@ -30,6 +32,7 @@ __all__ = [
     "keep_outputs",
     "layout_for",
     "model_dir",
+    "model_file_path",
     "prepare_replica",
     "remove_folder",
     "replica_env",
@@ -94,6 +97,14 @@ def model_dir(folder: Path, models: tuple[ModelSpec, ...]) -> Path:
     return folder / MODELS_DIR
 
 
+def model_file_path(folder: Path, name: str, version: int, path: str) -> Path:
+    """Where file ``path`` of model ``name:version`` goes in the app root ``folder``:
+    ``<folder>/azureml-models/<name>/<version>/<path>`` (validated: nothing leaves its folder).
+    Shared with the Kubernetes init container (``runtime/fetch.py``), which lays models out alike."""
+    _check_model(ModelSpec(name=name, version=version, files=(ModelFileSpec(path=path, sha256="-"),)))
+    return folder / MODELS_DIR / name / str(version) / _relative(path, f"file of model {name}:{version}")
+
+
 def layout_for(deployment: ServiceDeployment, folder: Path) -> ReplicaLayout:
     """Where everything of a replica goes (computes paths only; validates the relative ones)."""
     source = _relative(deployment.source_dir, "source_dir")
@@ -109,7 +120,13 @@ def layout_for(deployment: ServiceDeployment, folder: Path) -> ReplicaLayout:
     )
 
 
-def _place(file: ModelFileSpec, dest: Path, blobs: BlobSource | None) -> None:
+def _place(file: ModelFileSpec, dest: Path, blobs: BlobSource | None, private: bool) -> None:
+    _link_or_copy(file, dest, blobs)
+    if private:
+        private_copy(dest)  # a root replica ignores the 0444 mode: it must not write through a link
+
+
+def _link_or_copy(file: ModelFileSpec, dest: Path, blobs: BlobSource | None) -> None:
     if file.sha256 is not None:
         if blobs is None:
             raise ValidationError(
@@ -158,10 +175,14 @@ def prepare_replica(
     folder: Path,
     blobs: BlobSource | None,
     extract: Callable[[Path, Path], None],
+    *,
+    private_models: bool = False,
 ) -> ReplicaLayout:
     """Create ``folder`` and lay the replica out in it; on any error nothing is left behind.
 
     ``extract(zip_path, dest)`` unpacks a snapshot (``modelhost.build.snapshot.extract_snapshot``).
+    ``private_models`` gives the replica copies of its model files instead of hard links into the
+    store (for a replica that runs as root: the read-only mode does not stop it).
     """
     for model in deployment.models:
         _check_model(model)
@@ -173,7 +194,7 @@ def prepare_replica(
             base = folder / MODELS_DIR / model.name / str(model.version)
             base.mkdir(parents=True, exist_ok=True)
             for f in model.files:
-                _place(f, base / f.path, blobs)
+                _place(f, base / f.path, blobs, private_models)
         (folder / MODELS_DIR).mkdir(exist_ok=True)
         layout.outputs.mkdir(exist_ok=True)
     except BaseException:
@@ -209,6 +230,8 @@ def replica_env(
 def keep_outputs(folder: Path, dest: Path) -> None:
     """Copy what the script in replica ``folder`` wrote to ``./outputs`` to ``dest`` (merged)."""
     outputs = folder / "outputs"
+    if outputs.is_symlink():
+        return  # the script could point it anywhere, and this runs with the control plane's rights
     if outputs.is_dir() and any(outputs.iterdir()):
         shutil.copytree(outputs, dest, dirs_exist_ok=True, symlinks=True)
 

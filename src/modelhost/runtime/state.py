@@ -91,6 +91,8 @@ def deployment_from_json(doc: dict[str, Any]) -> ServiceDeployment:
         scoring_timeout_ms=int(doc.get("scoring_timeout_ms", 60_000)),
         probe=ProbeSettings(**doc.get("probe", {})),
         port=int(doc["port"]) if doc.get("port") else None,  # fixed port of a Local service
+        environment_hash=doc.get("environment_hash"),  # added with the Kubernetes runtime
+        snapshot_sha256=doc.get("snapshot_sha256"),
     )
 
 
