@@ -16,11 +16,15 @@ from modelhost.sdk import CondaDependencies, Environment, Model
 def test_exported_names_are_pinned() -> None:
     assert modelhost.sdk.__all__ == [
         "AciWebservice",
+        "AksCompute",
         "AksWebservice",
+        "ComputeTarget",
         "CondaDependencies",
         "Environment",
         "EnvironmentBuild",
         "InferenceConfig",
+        "KubernetesCompute",
+        "LocalCompute",
         "LocalWebservice",
         "Model",
         "Webservice",

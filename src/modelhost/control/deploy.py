@@ -240,7 +240,8 @@ def plan_update(
     code = ("models", "entry_script", "source_dir", "snapshot", "environment_name", "environment_version")
     if any(getattr(old, f) != getattr(new, f) for f in code):
         return "roll"
-    replica = ("resources", "probe", "max_concurrent_requests", "scoring_timeout_ms", "port", "compute_type")
+    replica = ("resources", "probe", "max_concurrent_requests", "scoring_timeout_ms", "port", "compute_type",
+               "collect_model_data")  # collection is replica environment
     if any(getattr(old_settings, f) != getattr(new_settings, f) for f in replica):
         return "roll"
     if (old_settings.replicas, old_settings.autoscale is None) != (
@@ -284,6 +285,14 @@ class Deployer:
         spec = EnvironmentSpec.from_dict(env.spec)
         built = self._builder.ensure(spec, log=lambda line: log(f"environment: {line}"))
         return built.python, dict(spec.env_vars)
+
+    def environment_hash(self, record: ServiceRecord) -> str | None:
+        """The content hash of the service's environment (it names the image on Kubernetes); None
+        when the service inherits the control plane's interpreter."""
+        if record.environment_name is None or record.environment_version is None:
+            return None
+        env = self._store.get_environment(record.environment_name, record.environment_version)
+        return self._builder.spec_hash(EnvironmentSpec.from_dict(env.spec))
 
     def models(self, record: ServiceRecord, log: LogFn) -> tuple[ModelSpec, ...]:
         found: list[ModelRecord] = []
@@ -331,6 +340,8 @@ class Deployer:
             scoring_timeout_ms=replica_scoring_timeout_ms(settings),
             probe=ProbeSettings(**settings.probe),
             port=settings.port,
+            environment_hash=self.environment_hash(record),
+            snapshot_sha256=record.snapshot,
         )
 
     def wait_healthy(self, name: str, generation: int, probe: ProbeSettings, log: LogFn) -> ServiceStatus:

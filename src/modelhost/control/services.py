@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from modelhost.autoscale import AutoscaleConfig
+from modelhost.control.data_collection import collection_env, data_root
 from modelhost.control.deploy import (
     Deployer,
     DeploymentFailed,
@@ -35,6 +36,7 @@ from modelhost.control.deploy import (
 from modelhost.control.operations import Operation, Operations
 from modelhost.control.routing import RoutePublisher, RouteSource
 from modelhost.control.service_view import LiveService, matches_filters, scoring_uri, service_to_dict
+from modelhost.control.telemetry_logs import LogResponseLookup, init_output
 from modelhost.errors import ConflictError, ModelhostError, NotFoundError, ValidationError
 from modelhost.runtime.base import ProbeSettings, Runtime, ServiceStatus
 from modelhost.settings import Settings
@@ -87,6 +89,11 @@ def _port_free(host: str, port: int) -> bool:
         return True
 
 
+def _target(config: Mapping[str, Any]) -> str:
+    name = config.get("computeName")
+    return name if isinstance(name, str) and name else "local"
+
+
 def _config_payload(config: DeploymentConfig) -> dict[str, Any]:
     """The payload stored for a resolved configuration: keys left out (they live apart)."""
     if isinstance(config, AksDeploymentConfig | AciDeploymentConfig):
@@ -124,6 +131,9 @@ class ServiceManager:
         self._runtime_settings: dict[str, tuple[ServiceRecord, RuntimeSettings]] = {}
         self.publisher: RoutePublisher | None = None
         self.utilization: Callable[[str], float | None] = lambda _name: None
+        # set by the composition root: whether a compute target is attached ('local' always is)
+        self.compute_exists: Callable[[str], bool] = lambda name: name == "local"
+        self._log_response = LogResponseLookup(store)  # request telemetry's response value on/off
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -189,13 +199,31 @@ class ServiceManager:
             for r in chosen
         ]
 
+    def compute_target_of(self, name: str) -> str:
+        """The compute target a service runs on: its ``computeName``, else ``local``."""
+        with self._lock:
+            record = self._records.get(name)
+        return _target(record.config) if record is not None else "local"
+
+    def keys_of(self, name: str) -> tuple[str, str] | None:
+        """A service's (primary, secondary) keys, for the Kubernetes keys Secret."""
+        with self._lock:
+            keys = self._keys.get(name)
+        return None if keys is None else (keys.primary, keys.secondary)
+
+    def services_on(self, target: str) -> list[str]:
+        with self._lock:
+            return [r.name for r in self._records.values() if _target(r.config) == target]
+
     def route_sources(self) -> list[RouteSource]:
         """What the routing table is built from (services being deleted are left out)."""
         with self._lock:
             records = [r for r in self._records.values() if r.name not in self._deleting]
             keys = dict(self._keys)
         return [
-            RouteSource(r.name, self.settings_of(r), keys.get(r.name), self._status(r.name)) for r in records
+            RouteSource(r.name, self.settings_of(r), keys.get(r.name), self._status(r.name),
+                        log_response=self._log_response(r, self.settings_of(r)))
+            for r in records
         ]
 
     def autoscale_configs(self) -> dict[ServiceName, AutoscaleConfig]:
@@ -229,9 +257,11 @@ class ServiceManager:
     def logs(self, name: str, *, tail: int = 5000, init: bool = False) -> str:
         self._record(name)
         try:
-            return self._runtime.logs(name, tail=tail)  # type: ignore[arg-type]
+            # init: the start of the latest boot may lie far back (the runtime reads at most its last 8 MB)
+            text = self._runtime.logs(name, tail=1_000_000 if init else tail)  # type: ignore[arg-type]
         except NotFoundError:
             return ""
+        return init_output(text) if init else text
 
     # -- operations ----------------------------------------------------------------------------
 
@@ -300,6 +330,14 @@ class ServiceManager:
             ids.append(self._store.get_model(name, version).id)  # ModelNotFoundError -> 404
         return tuple(dict.fromkeys(ids))
 
+    def _check_target(self, config: DeploymentConfig) -> None:
+        target = _target(config.to_payload())
+        if not self.compute_exists(target):
+            raise NotFoundError(
+                f"ComputeTargetNotFound: compute target {target!r} is not attached to the workspace",
+                hint="Attach it with 'modelhost compute attach', or leave compute_target_name out.",
+            )
+
     def _check_environment(self, ref: EnvironmentRef | None) -> None:
         if ref is not None:
             self._store.get_environment(ref.name, ref.version)  # NotFoundError -> 404
@@ -323,6 +361,7 @@ class ServiceManager:
     def create(self, body: object) -> tuple[Operation, dict[str, Any]]:
         """Validate a deploy request, record the service and start its deploy operation."""
         req = parse_deploy_request(body)
+        self._check_target(req.config)
         models = self._resolve_models(req.models)
         self._check_environment(req.environment)
         check_snapshot(self._artifacts, req.snapshot, req.entry_script)
@@ -334,6 +373,12 @@ class ServiceManager:
                 raise ConflictError(
                     f"A service named {req.name} already exists in the workspace",
                     hint="Choose another name, pass overwrite=True, or update the service.",
+                )
+            if previous is not None and _target(previous.config) != _target(req.config.to_payload()):
+                raise ConflictError(
+                    f"Service {req.name} runs on compute target {_target(previous.config)!r}; "
+                    "overwrite cannot move it to another target",
+                    hint="Delete the service first, then deploy it to the new target.",
                 )
             config = self._local_port(req.config, previous)
             now = datetime.now(UTC)
@@ -408,6 +453,9 @@ class ServiceManager:
         )
         python, env = self._deployer.environment(record, log)
         log(f"environment: ready, Python at {python}")
+        if settings.collect_model_data:
+            env = {**env, **collection_env(self._settings.home, True)}
+            log(f"data collection: on, rows land under {data_root(self._settings.home) / record.name}")
         models = self._deployer.models(record, log)
         replicas = self._replicas(record, settings)
         deployment = self._deployer.deployment(

@@ -18,6 +18,7 @@ Every call is an HTTP request to the control plane; errors are the same ``modelh
 the control plane raised (each one a ``WebserviceException``). docs/sdk.md maps v1's import lines.
 """
 
+from modelhost.sdk.compute import AksCompute, ComputeTarget, KubernetesCompute, LocalCompute
 from modelhost.sdk.environment import CondaDependencies, Environment, EnvironmentBuild
 from modelhost.sdk.inference import InferenceConfig
 from modelhost.sdk.model import Model
@@ -32,11 +33,15 @@ from modelhost.sdk.workspace import Workspace
 
 __all__ = [
     "AciWebservice",
+    "AksCompute",
     "AksWebservice",
+    "ComputeTarget",
     "CondaDependencies",
     "Environment",
     "EnvironmentBuild",
     "InferenceConfig",
+    "KubernetesCompute",
+    "LocalCompute",
     "LocalWebservice",
     "Model",
     "Webservice",

@@ -34,6 +34,8 @@ def deploy_target(target: object) -> DeployTarget | None:
             f"deployment_target {target!r} has no compute name and type",
             hint="Leave deployment_target out: services run on this machine.",
         )
+    if kind in ("Kubernetes", "Local"):  # modelhost.sdk.compute targets host what v1's AKS targets host
+        kind = "AKS"
     return DeployTarget(name=name, compute_type=kind.upper() if kind.lower() == "aks" else kind)
 
 
