@@ -7,6 +7,13 @@ line per figure::
     name: ours=<router> baseline=<nginx or direct> ratio=<ours/baseline>
 
 Targets: router req/s >= 75 % of nginx's, and at c=1 a p50 added over direct of <= 0.3 ms.
+TLS: a second router serving HTTPS (``--certfile``, a P-256 certificate from modelhost.tls) against
+nginx's ``listen ssl`` with the same certificate, both with keep-alive clients (wrk reuses its
+connections); target: router TLS req/s >= 70 % of nginx TLS at c=16.
+Token auth: the same router and replica under a second service with ``auth_mode: token`` (an
+EdDSA JWT, verified once and then cached); target: req/s >= 90 % of key auth's at c=16.
+Telemetry: the same router under a third service with ``telemetry: true`` (a span per request to a
+JSON-lines file); the row compares it with the plain service (docs/telemetry.md).
 
 The replica is modelhost's scoring server on a trivial entry script when ``modelhost-score`` is
 installed and starts, else a bare uvicorn ASGI app; the output says which.
@@ -17,6 +24,7 @@ installed and starts, else a bare uvicorn ASGI app; the output says which.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -72,8 +80,33 @@ http {{
             proxy_buffering off;
         }}
     }}
+    server {{
+        listen 127.0.0.1:{tls_port} ssl;
+        ssl_certificate {tmp}/tls/cert.pem;
+        ssl_certificate_key {tmp}/tls/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location /api/v1/service/bench/ {{
+            proxy_pass http://replica/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }}
+    }}
 }}
 """
+
+
+def write_tls(tmp: Path) -> None:
+    """One certificate for both TLS front doors (tmp/tls/cert.pem + key.pem)."""
+    from datetime import UTC, datetime
+
+    from modelhost.tls import generate_ca, issue_leaf
+
+    now = datetime.now(UTC)
+    leaf = issue_leaf(generate_ca(now), ["127.0.0.1", "localhost"], now)
+    (tmp / "tls").mkdir()
+    (tmp / "tls" / "cert.pem").write_bytes(leaf.cert_pem)
+    (tmp / "tls" / "key.pem").write_bytes(leaf.key_pem)
 
 
 # -- the bare replica (python bench/router.py --serve-replica PORT) --------------------------------
@@ -96,6 +129,22 @@ def serve_replica(port: int) -> None:
 
     uvicorn.run(bare_app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
                 http="httptools", loop="uvloop")
+
+
+# -- token auth ------------------------------------------------------------------------------------
+@functools.cache
+def bench_token() -> tuple[dict[str, object], str]:
+    """Table fields (issuer, public key) for a fresh Ed25519 key, and a 1 h token for bench-token."""
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from modelhost.control.signing_keys import kid_of, public_text
+    from modelhost.control.tokens import TokenPolicy, claims_for
+
+    key = Ed25519PrivateKey.generate()
+    claims = claims_for("modelhost:bench", "bench-token", "bench", time.time(), TokenPolicy(3600, 1800), "b")
+    token = jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": kid_of(key)})
+    return {"token_issuer": "modelhost:bench", "token_keys": {kid_of(key): public_text(key)}}, token
 
 
 # -- processes --------------------------------------------------------------------------------------
@@ -156,24 +205,34 @@ def start_replica(tmp: Path, kind: str) -> tuple[subprocess.Popen[bytes], int, s
     return proc, port, "bare uvicorn ASGI app (modelhost-score unavailable)"
 
 
-def start_router(tmp: Path, replica_port: int) -> tuple[subprocess.Popen[bytes], int]:
+def start_router(tmp: Path, replica_port: int, tls: bool = False) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
+    tls_dir, name = tmp / "tls", "router-tls" if tls else "router"
+    extra = ["--certfile", str(tls_dir / "cert.pem"), "--keyfile", str(tls_dir / "key.pem")] if tls else []
     table = {"version": 1, "services": {"bench": {
         "replicas": [{"id": "bench-0", "host": "127.0.0.1", "port": replica_port}],
         "keys": [KEY], "max_concurrent_per_replica": 1000}}}
+    table["services"]["bench-token"] = {  # type: ignore[index]
+        "replicas": [{"id": "bench-0", "host": "127.0.0.1", "port": replica_port}],
+        "auth_mode": "token", "max_concurrent_per_replica": 1000}
+    table["services"]["bench-tele"] = {  # type: ignore[index]  # request telemetry on (docs/telemetry.md)
+        "replicas": [{"id": "bench-0", "host": "127.0.0.1", "port": replica_port}],
+        "keys": [KEY], "max_concurrent_per_replica": 1000, "telemetry": True}
+    table.update(bench_token()[0])
     (tmp / "table.json").write_text(json.dumps(table))
     proc = start([sys.executable, "-m", "modelhost.router", "--port", str(port),
-                  "--table", str(tmp / "table.json"), "--access-log", str(tmp / "router-access.log"),
-                  "--log-level", "WARNING"], "1", tmp / "router.log")
+                  "--table", str(tmp / "table.json"), "--access-log", str(tmp / f"{name}-access.log"),
+                  "--log-level", "WARNING", "--telemetry-dir", str(tmp / f"{name}-telemetry"), *extra],
+                 "1", tmp / f"{name}.log")
     if not wait_http(port, "/-/health", 30, proc):
-        sys.exit(f"router did not start; see {tmp / 'router.log'}")
+        sys.exit(f"router did not start; see {tmp / (name + '.log')}")
     return proc, port
 
 
-def start_nginx(tmp: Path, replica_port: int) -> tuple[subprocess.Popen[bytes], int]:
+def start_nginx(tmp: Path, replica_port: int, tls_port: int) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     conf = tmp / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, replica_port=replica_port))
+    conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, replica_port=replica_port, tls_port=tls_port))
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     user = "user root;" if os.geteuid() == 0 else ""  # workers stay root so they can write the logs
     proc = start([nginx, "-p", str(tmp), "-c", str(conf), "-g", user], "1", tmp / "nginx.log")
@@ -254,28 +313,40 @@ def main() -> None:
             procs.append(replica)
             router, router_port = start_router(tmp, replica_port)
             procs.append(router)
-            nginx, nginx_port = start_nginx(tmp, replica_port)
+            write_tls(tmp)
+            router_tls, router_tls_port = start_router(tmp, replica_port, tls=True)
+            procs.append(router_tls)
+            nginx_tls_port = free_port()
+            nginx, nginx_port = start_nginx(tmp, replica_port, nginx_tls_port)
             procs.append(nginx)
             print(f"# replica: {replica_desc}; nginx {_nginx_version()}; {os.cpu_count()} cpus; "
                   f"{args.duration:g} s per run, {args.rounds} round(s)", flush=True)
-            pgids = {"direct": None, "router": router.pid, "nginx": nginx.pid}
+            pgids = {"direct": None, "router": router.pid, "nginx": nginx.pid, "token": router.pid,
+                     "router_tls": router_tls.pid, "nginx_tls": nginx.pid, "telemetry": router.pid}
             urls = {
                 "direct": f"http://127.0.0.1:{replica_port}/score",
                 "router": f"http://127.0.0.1:{router_port}/api/v1/service/bench/score",
                 "nginx": f"http://127.0.0.1:{nginx_port}/api/v1/service/bench/score",
+                "token": f"http://127.0.0.1:{router_port}/api/v1/service/bench-token/score",
+                "router_tls": f"https://127.0.0.1:{router_tls_port}/api/v1/service/bench/score",
+                "nginx_tls": f"https://127.0.0.1:{nginx_tls_port}/api/v1/service/bench/score",
+                "telemetry": f"http://127.0.0.1:{router_port}/api/v1/service/bench-tele/score",
             }
-            for url in urls.values():  # warm up: imports, pools, caches
-                wrk(url, 4, 1, lua)
+            luas = dict.fromkeys(urls, lua)
+            luas["token"] = tmp / "post-token.lua"
+            luas["token"].write_text(LUA.replace(f"Bearer {KEY}", f"Bearer {bench_token()[1]}"))
+            for name, url in urls.items():  # warm up: imports, pools, caches
+                wrk(url, 4, 1, luas[name])
             runs: dict[tuple[str, int], list[dict[str, float]]] = defaultdict(list)
             for _ in range(args.rounds):
                 for c in conns:
                     for name, url in urls.items():
                         pgid = pgids[name]
                         cpu0 = cpu_seconds(pgid) if pgid else 0.0
-                        r = wrk(url, c, args.duration, lua)
+                        r = wrk(url, c, args.duration, luas[name])
                         r["cpu_us"] = (cpu_seconds(pgid) - cpu0) / r["requests"] * 1e6 if pgid else 0.0
                         runs[(name, c)].append(r)
-                        print(f"#   {name:6s} c={c:<3d} {r['rps']:9.0f} req/s  p50={r['p50']:.3f}ms "
+                        print(f"#   {name:10s} c={c:<3d} {r['rps']:9.0f} req/s  p50={r['p50']:.3f}ms "
                               f"p99={r['p99']:.3f}ms  proxy cpu/req={r['cpu_us']:.1f}us", flush=True)
             report(runs, conns)
         finally:
@@ -295,7 +366,15 @@ def report(runs: dict[tuple[str, int], list[dict[str, float]]], conns: list[int]
     for c in conns:
         line(f"router_vs_nginx_rps_c{c}", med("router", c, "rps"), med("nginx", c, "rps"))
     for c in conns:
+        line(f"router_tls_vs_nginx_tls_rps_c{c}", med("router_tls", c, "rps"), med("nginx_tls", c, "rps"))
+    for c in conns:
+        line(f"router_tls_vs_router_plain_rps_c{c}", med("router_tls", c, "rps"), med("router", c, "rps"))
+    for c in conns:
         line(f"router_vs_direct_rps_c{c}", med("router", c, "rps"), med("direct", c, "rps"))
+    for c in conns:
+        line(f"token_auth_vs_key_auth_rps_c{c}", med("token", c, "rps"), med("router", c, "rps"))
+    for c in conns:
+        line(f"telemetry_on_vs_off_rps_c{c}", med("telemetry", c, "rps"), med("router", c, "rps"))
     for c in conns:
         direct = med("direct", c, "p50")
         line(f"added_p50_ms_c{c}_router_vs_nginx", med("router", c, "p50") - direct,

@@ -11,6 +11,7 @@ commands that use them (``modelhost --help`` loads neither).
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +21,10 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from modelhost import __version__
+from modelhost.cli_compute import compute_app
+from modelhost.cli_data import data_app
+from modelhost.cli_keys import keys_app
+from modelhost.cli_tls import router_app
 from modelhost.errors import ModelhostError, ValidationError
 
 if TYPE_CHECKING:
@@ -74,6 +79,10 @@ service_app = typer.Typer(help="Deploy, inspect, call, update and delete web ser
 app.add_typer(model_app, name="model")
 app.add_typer(env_app, name="env")
 app.add_typer(service_app, name="service")
+app.add_typer(keys_app, name="keys")
+app.add_typer(router_app, name="router")
+app.add_typer(compute_app, name="compute")
+app.add_typer(data_app, name="data")
 
 
 def handles_errors(fn: F) -> F:
@@ -226,10 +235,19 @@ def up(
         bool, typer.Option("--detach", "-d", help="Start in the background and return.")
     ] = False,
     port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (MODELHOST_CONTROL_PORT).")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(
+        help="Serve the control plane's API over HTTPS with this PEM chain "
+             "(MODELHOST_CONTROL_TLS_CERT).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(
+        help="The private key of --tls-cert (MODELHOST_CONTROL_TLS_KEY).")] = None,
 ) -> None:
     """Start the workspace's control plane and its router (in the foreground unless --detach)."""
     from modelhost.sdk import Workspace, local
 
+    # The server reads its TLS files from the environment (docs/tls.md); a started one inherits it.
+    for var, value in (("MODELHOST_CONTROL_TLS_CERT", tls_cert), ("MODELHOST_CONTROL_TLS_KEY", tls_key)):
+        if value is not None:
+            os.environ[var] = str(value.expanduser().absolute())
     settings = _settings(port)
     if detach:
         running = local.find_running(settings)
@@ -724,7 +742,7 @@ def _services_table(services: list[Webservice]) -> Any:
             str(svc.state),
             f"{'-' if ready is None else ready}/{'-' if desired is None else desired}",
             ", ".join(svc.model_ids),
-            "key" if svc.auth_enabled else "none",
+            "token" if svc.token_auth_enabled else "key" if svc.auth_enabled else "none",
             svc.scoring_uri or "",
             updated.strftime("%Y-%m-%d %H:%M:%S") if updated else "",
         )
@@ -823,7 +841,7 @@ def service_show(name: Annotated[str, typer.Argument()]) -> None:
         ("autoscale", autoscale),
         ("scoring uri", svc.scoring_uri or ""),
         ("swagger uri", svc.swagger_uri or ""),
-        ("auth", "key" if svc.auth_enabled else "none"),
+        ("auth", "token" if svc.token_auth_enabled else "key" if svc.auth_enabled else "none"),
         ("models", ", ".join(svc.model_ids)),
         ("entry script", str(getattr(svc, "entry_script", "") or "")),
         ("environment", _env_label(getattr(svc, "environment_ref", None))),
@@ -851,11 +869,39 @@ def _env_label(ref: dict[str, Any] | None) -> str:
 @handles_errors
 def service_logs(
     name: Annotated[str, typer.Argument()],
-    tail: Annotated[int, typer.Option(help="Last N lines.")] = 5000,
+    tail: Annotated[int | None, typer.Option(help="Last N (default 5000; 100 with --requests).")] = None,
     init: Annotated[bool, typer.Option(help="The start-up part (init()) instead.")] = False,
+    requests: Annotated[bool, typer.Option(
+        "--requests", help="The request records instead (telemetry on; --tail defaults to 100).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --requests: one JSON object a line.")] = False,
 ) -> None:
-    """Print the replicas' logs."""
-    out(_service(name).get_logs(num_lines=tail, init=init))
+    """Print the replicas' logs, or with --requests the service's request records."""
+    if requests:
+        _request_records(name, 100 if tail is None else tail, as_json)
+        return
+    out(_service(name).get_logs(num_lines=5000 if tail is None else tail, init=init))
+
+
+def _request_records(name: str, tail: int, as_json: bool) -> None:
+    """Time, request id, status, duration and error of each request, newest last (docs/telemetry.md)."""
+    import json
+
+    svc = _service(name)
+    found = svc.workspace._client.get(f"/api/v1/services/{name}/requests", params={"tail": tail})
+    records = found.get("requests") or []
+    if as_json:
+        for r in records:
+            out(json.dumps(r))
+        return
+    if not records:
+        err(f"no request records for {name} in {found.get('file')} (telemetry off, no requests yet, "
+            "or exported over OTLP)")
+        return
+    for r in records:
+        duration = r.get("duration_ms")
+        line = (f"{r.get('time')} {r.get('request_id') or '-'} {r.get('method') or '-'} {r.get('status')} "
+                f"{duration if duration is not None else '-'}ms")
+        out(line + (f" error: {r['error']}" if r.get("error") else ""))
 
 
 @service_app.command("keys")
@@ -865,6 +911,16 @@ def service_keys(name: Annotated[str, typer.Argument()]) -> None:
     primary, secondary = _service(name).get_keys()
     out(f"primary: {primary}")
     out(f"secondary: {secondary}")
+
+
+@service_app.command("token")
+@handles_errors
+def service_token(name: Annotated[str, typer.Argument()]) -> None:
+    """Print a new token for a token-auth service and when to fetch the next one."""
+    token = _service(name).get_access_token()
+    out(f"token: {token.access_token}")
+    out(f"refresh_by: {token.refresh_after.isoformat(timespec='seconds')}")
+    out(f"expires: {token.expiry_on.isoformat(timespec='seconds')}")
 
 
 @service_app.command("regen-key")
@@ -889,6 +945,9 @@ def service_update(
     autoscale_max: Annotated[int | None, typer.Option(help="Autoscale maximum replicas.")] = None,
     autoscale_target: Annotated[int | None, typer.Option(help="Target utilization, percent.")] = None,
     auth: Annotated[bool | None, typer.Option("--auth/--no-auth", help="Key auth.")] = None,
+    token_auth: Annotated[
+        bool | None, typer.Option("--token-auth/--no-token-auth", help="Token auth (with --no-auth).")
+    ] = None,
     cpu_cores: Annotated[float | None, typer.Option(help="CPU cores per replica.")] = None,
     memory_gb: Annotated[float | None, typer.Option(help="Memory per replica (GB).")] = None,
     scoring_timeout_ms: Annotated[int | None, typer.Option(help="Scoring timeout.")] = None,
@@ -912,6 +971,7 @@ def service_update(
         "autoscale_max_replicas": autoscale_max,
         "autoscale_target_utilization": autoscale_target,
         "auth_enabled": auth,
+        "token_auth_enabled": token_auth,
         "cpu_cores": cpu_cores,
         "memory_gb": memory_gb,
         "scoring_timeout_ms": scoring_timeout_ms,
@@ -954,7 +1014,7 @@ def service_run(
     data: Annotated[str | None, typer.Option(help="The request body, e.g. '{\"data\": [[1, 2]]}'.")] = None,
     data_file: Annotated[Path | None, typer.Option(help="Read the request body from this file.")] = None,
 ) -> None:
-    """Call the service's scoring URI once (with its key when auth is on); print the JSON answer."""
+    """Call the service's scoring URI once (with its key or a token when auth is on); print the answer."""
     import json
 
     if (data is None) == (data_file is None):

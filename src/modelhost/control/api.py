@@ -7,7 +7,6 @@ thread pool. The YAML after ``---`` in each docstring feeds ``/openapi.json``.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,8 +20,10 @@ from starlette.routing import Route
 from starlette.schemas import SchemaGenerator
 
 from modelhost import __version__
+from modelhost.control import compute_api, data_api, telemetry_api, tls_config, token_api
 from modelhost.control.environments import environment_to_dict
 from modelhost.control.models import model_to_dict, validate_digest
+from modelhost.control.request_body import json_body
 from modelhost.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -46,14 +47,6 @@ def _ctx(request: Request) -> ControlContext:
 
 async def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await run_in_threadpool(fn, *args, **kwargs)
-
-
-async def _body(request: Request) -> Any:
-    raw = await request.body()
-    try:
-        return json.loads(raw or b"null")
-    except ValueError as exc:
-        raise ValidationError(f"The request body is not valid JSON: {exc}") from exc
 
 
 def _int_param(request: Request, key: str, default: int) -> int:
@@ -110,7 +103,7 @@ async def blobs_missing(request: Request) -> Response:
     responses:
       200: {description: "{missing: [sha256, ...]}"}
     """
-    body = await _body(request)
+    body = await json_body(request)
     digests = body.get("digests") if isinstance(body, dict) else None
     if not isinstance(digests, list):
         raise ValidationError("Expected a body {'digests': [sha256, ...]}")
@@ -185,7 +178,7 @@ async def register_model(request: Request) -> Response:
       201: {description: the model version}
       400: {description: invalid manifest or a blob not uploaded}
     """
-    record = await _call(_ctx(request).models.register, await _body(request))
+    record = await _call(_ctx(request).models.register, await json_body(request))
     return JSONResponse(model_to_dict(record), status_code=201)
 
 
@@ -214,7 +207,7 @@ async def update_model(request: Request) -> Response:
       200: {description: the model version}
     """
     p = request.path_params
-    record = await _call(_ctx(request).models.update_tags, p["name"], p["version"], await _body(request))
+    record = await _call(_ctx(request).models.update_tags, p["name"], p["version"], await json_body(request))
     return JSONResponse(model_to_dict(record))
 
 
@@ -249,7 +242,7 @@ async def register_environment(request: Request) -> Response:
       201: {description: the environment version}
       400: {description: invalid specification}
     """
-    record = await _call(_ctx(request).environments.register, await _body(request))
+    record = await _call(_ctx(request).environments.register, await json_body(request))
     return JSONResponse(environment_to_dict(record), status_code=201)
 
 
@@ -271,7 +264,7 @@ async def build_environment(request: Request) -> Response:
     responses:
       202: {description: "the operation; follow it at /api/v1/operations/{id}"}
     """
-    body = await _body(request)
+    body = await json_body(request)
     version = body.get("version") if isinstance(body, dict) else None
     if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
         raise ValidationError(f"'version' must be an integer, got {version!r}")
@@ -354,7 +347,7 @@ async def create_service(request: Request) -> Response:
       404: {description: unknown model, environment or snapshot}
       409: {description: the name exists (without overwrite) or an operation runs on it}
     """
-    op, service = await _call(_ctx(request).services.create, await _body(request))
+    op, service = await _call(_ctx(request).services.create, await json_body(request))
     return _accepted(op, service)
 
 
@@ -377,7 +370,7 @@ async def update_service(request: Request) -> Response:
       409: {description: an operation runs on the service}
     """
     patch = "json-patch" in request.headers.get("content-type", "")
-    body = await _body(request)
+    body = await json_body(request)
     op, service = await _call(
         _ctx(request).services.update,
         request.path_params["name"],
@@ -416,7 +409,7 @@ async def regenerate_keys(request: Request) -> Response:
       202: {description: "{operation, service}"}
     """
     op, service = await _call(
-        _ctx(request).services.regenerate_keys, request.path_params["name"], await _body(request)
+        _ctx(request).services.regenerate_keys, request.path_params["name"], await json_body(request)
     )
     return _accepted(op, service)
 
@@ -446,7 +439,7 @@ async def reload_service(request: Request) -> Response:
       202: {description: "{operation, service}"}
     """
     op, service = await _call(
-        _ctx(request).services.reload, request.path_params["name"], await _body(request)
+        _ctx(request).services.reload, request.path_params["name"], await json_body(request)
     )
     return _accepted(op, service)
 
@@ -489,7 +482,12 @@ def routes() -> list[Route]:
         Route("/api/v1/services/{name}/regenerateKeys", regenerate_keys, methods=["POST"]),
         Route("/api/v1/services/{name}/logs", service_logs, methods=["GET"]),
         Route("/api/v1/services/{name}/reload", reload_service, methods=["POST"]),
+        *data_api.routes(),
+        *token_api.routes(),
         Route("/api/v1/router", router_status, methods=["GET"]),
+        *tls_config.routes(),
+        *compute_api.routes(),
+        *telemetry_api.routes(),
         Route("/api/v1/operations", list_operations, methods=["GET"]),
         Route("/api/v1/operations/{id}", get_operation, methods=["GET"]),
     ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,13 +29,18 @@ from modelhost import __version__
 from modelhost.build.environment import EnvironmentBuilder
 from modelhost.control import api
 from modelhost.control.autoscaler import AutoscalerLoop, RouterLoadSource
+from modelhost.control.compute import ComputeService, read_or_create_fetch_token
 from modelhost.control.deploy import Deployer
 from modelhost.control.environments import EnvironmentService
 from modelhost.control.models import ModelService
 from modelhost.control.operations import Operations
 from modelhost.control.router_process import router_healthy, stop_router
 from modelhost.control.routing import RoutePublisher
+from modelhost.control.runtimes import RuntimeSet, kubernetes_factory
 from modelhost.control.services import ServiceManager
+from modelhost.control.signing_keys import SigningKeys
+from modelhost.control.telemetry_logs import ReplicaTelemetry
+from modelhost.control.tokens import TokenPolicy, TokenService
 from modelhost.errors import AuthenticationError, ModelhostError
 from modelhost.runtime.local import LocalRuntime
 from modelhost.settings import Settings
@@ -62,12 +68,16 @@ class ControlContext:
     operations: Operations
     models: ModelService
     environments: EnvironmentService
-    runtime: LocalRuntime
+    runtime: RuntimeSet
     services: ServiceManager
     publisher: RoutePublisher
     autoscaler: AutoscalerLoop
     load_source: RouterLoadSource
+    tokens: TokenService | None = None
+    compute: ComputeService | None = None
+    fetch_token: str | None = None  # read-only token for GET /api/v1/blobs/* (pods' init container)
     url: str = field(default="")
+    telemetry: ReplicaTelemetry | None = None  # replicas' print() output as log records (docs/telemetry.md)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -94,6 +104,8 @@ class ControlContext:
         """Stop the loops and the supervision; replicas (and, while services exist, the router)
         keep running for the next control plane to adopt."""
         self.autoscaler.stop()
+        if self.telemetry is not None:
+            self.telemetry.close()
         self.load_source.close()
         self.publisher.stop()
         if not self.services.has_services():
@@ -114,7 +126,13 @@ def open_context(settings: Settings, token: str) -> ControlContext:
         removed = artifacts.remove_unreferenced(store.referenced_blobs(), min_age_s=GC_MIN_AGE_S)
         if removed:
             _log.info("removed %d unreferenced blob(s)", len(removed))
-        runtime = LocalRuntime(settings.home, artifacts=artifacts, drain_s=DRAIN_S)
+        compute = ComputeService(settings.home)
+        runtime = RuntimeSet(
+            LocalRuntime(
+                settings.home, artifacts=artifacts, drain_s=DRAIN_S, replica_user=settings.replica_user
+            )
+        )
+        fetch_token = read_or_create_fetch_token(settings.home)
     except BaseException:
         store.close()
         raise
@@ -128,8 +146,23 @@ def open_context(settings: Settings, token: str) -> ControlContext:
         store, artifacts, builder, runtime, ensure_environment=environments.ensure_for_service
     )
     services = ServiceManager(settings, store, artifacts, runtime, operations, deployer)
-    publisher = RoutePublisher(settings, services.route_sources)
+    policy = TokenPolicy.from_env(os.environ)
+    tokens = TokenService(SigningKeys.open(settings.home, ttl_s=policy.ttl_s, now=time.time()), policy,
+                          lambda name: services.settings_of(store.get_service(name)).auth,
+                          publish=lambda: publisher.publish_now())
+    publisher = RoutePublisher(settings, services.route_sources, tokens=tokens.table_keys)
     services.publisher = publisher
+    runtime.target_of = services.compute_target_of
+    compute.services_using = services.services_on
+    services.compute_exists = compute.exists
+    runtime.factory = kubernetes_factory(
+        compute,
+        artifacts,
+        control_url=f"http://{settings.host}:{settings.control_port}",
+        fetch_token=fetch_token,
+        keys=services.keys_of,
+    )
+    compute.on_detach = runtime.close_target
     if publisher.check_router_now() is None:
         _log.error("the router is not running: %s", publisher.router_error)
     publisher.publish_now()
@@ -150,6 +183,14 @@ def open_context(settings: Settings, token: str) -> ControlContext:
     services.utilization = utilization
     autoscaler.start()
     services.restore()
+    telemetry = ReplicaTelemetry(
+        settings.home / "telemetry",
+        settings.logs_dir / "replicas",
+        lambda: [s.name for s in services.route_sources() if s.settings.enable_app_insights],
+        workspace=settings.home.name,
+        env=dict(os.environ),
+    )
+    telemetry.start()
     return ControlContext(
         settings=settings,
         token=token,
@@ -163,22 +204,38 @@ def open_context(settings: Settings, token: str) -> ControlContext:
         publisher=publisher,
         autoscaler=autoscaler,
         load_source=load_source,
+        tokens=tokens,
+        compute=compute,
+        fetch_token=fetch_token,
         url=f"http://{settings.host}:{settings.control_port}",
+        telemetry=telemetry,
     )
 
 
 class BearerAuth:
     """Refuse requests under ``prefix`` that lack ``Authorization: Bearer <token>`` (401, error JSON)."""
 
-    def __init__(self, app: ASGIApp, token: str, prefix: str = "/api/") -> None:
+    def __init__(
+        self, app: ASGIApp, token: str, prefix: str = "/api/", blob_token: str | None = None
+    ) -> None:
         self.app = app
         self._expected = f"Bearer {token}".encode()
         self._prefix = prefix
+        # pods on an attached cluster fetch blobs with this token; it opens nothing else
+        self._blob_read = f"Bearer {blob_token}".encode() if blob_token else None
+
+    def _blob_read_allowed(self, scope: Scope, given: bytes) -> bool:
+        return (
+            self._blob_read is not None
+            and scope.get("method") == "GET"
+            and str(scope["path"]).startswith("/api/v1/blobs/")
+            and hmac.compare_digest(given, self._blob_read)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and str(scope["path"]).startswith(self._prefix):
             given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self._expected):
+            if not hmac.compare_digest(given, self._expected) and not self._blob_read_allowed(scope, given):
                 what = "a wrong token" if given else "no token"
                 error = AuthenticationError(
                     f"The control plane refused the request to {scope['path']}: {what}"
@@ -243,7 +300,10 @@ def create_app(ctx: ControlContext) -> Starlette:
     """The control plane's ASGI app over an opened context."""
     app = Starlette(
         routes=api.routes(),
-        middleware=[Middleware(UnexpectedErrors), Middleware(BearerAuth, token=ctx.token)],
+        middleware=[
+            Middleware(UnexpectedErrors),
+            Middleware(BearerAuth, token=ctx.token, blob_token=ctx.fetch_token),
+        ],
         exception_handlers={ModelhostError: _modelhost_error, HTTPException: _http_error},
     )
     app.state.ctx = ctx

@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 import httpx
@@ -55,6 +55,8 @@ class RouteSource:
     keys: ServiceKeys | None
     status: ServiceStatus | None
     excluded: frozenset[str] = frozenset()  # replicas the autoscaler drains
+    # v1's APP_INSIGHTS_LOG_RESPONSE_ENABLED=false in the environment turns the response value off
+    log_response: bool = True
 
 
 def _routable(status: ServiceStatus | None) -> tuple[ReplicaStatus, ...]:
@@ -78,21 +80,26 @@ def _route(source: RouteSource) -> ServiceRoute:
     return ServiceRoute(
         name=source.name,
         replicas=tuple(Replica(id=r.id, host=r.host, port=r.port, ready=True) for r in ready),
-        # token auth (JWT) is not in the router yet: such a service still takes its keys
         auth_enabled=s.auth != "none",
-        keys=keys,
+        auth_mode=s.auth,
+        keys=keys if s.auth == "key" else (),  # a token service's keys stay out of the router
         max_concurrent_per_replica=s.max_concurrent_requests,
         max_queue_wait_ms=s.max_queue_wait_ms,
         scoring_timeout_ms=s.scoring_timeout_ms,
         scale_to_zero=autoscale is not None and autoscale.min_replicas == 0,
         desired_replicas=source.status.desired_replicas if source.status else None,
+        telemetry=s.enable_app_insights,
+        log_response=source.log_response,
     )
 
 
-def build_table(sources: Iterable[RouteSource], version: int) -> RoutingTable:
-    """The table for ``sources`` (Local services left out), stamped ``version``."""
+def build_table(sources: Iterable[RouteSource], version: int, *, token_issuer: str | None = None,
+                token_keys: Mapping[str, str] | None = None) -> RoutingTable:
+    """The table for ``sources`` (Local services left out), stamped ``version``, with the public
+    keys (kid -> key) that verify the tokens of ``token_issuer``."""
     routed = sorted((s for s in sources if s.settings.compute_type != "Local"), key=lambda s: s.name)
-    return RoutingTable(services={s.name: _route(s) for s in routed}, version=version)
+    return RoutingTable(services={s.name: _route(s) for s in routed}, version=version,
+                        token_issuer=token_issuer, token_keys=dict(token_keys or {}))
 
 
 def same_routes(a: RoutingTable | None, b: RoutingTable) -> bool:
@@ -114,9 +121,11 @@ class RoutePublisher:
         *,
         interval_s: float = 0.2,
         manage_router: bool = True,
+        tokens: Callable[[], tuple[str, Mapping[str, str]]] | None = None,
     ) -> None:
         self._settings = settings
         self._collect = collect
+        self._tokens = tokens  # (issuer, public keys) for token auth, read at every rebuild
         self._interval_s = interval_s
         self._manage_router = manage_router
         self._lock = threading.Lock()
@@ -180,7 +189,8 @@ class RoutePublisher:
             replace(s, excluded=self._excluded[s.name]) if s.name in self._excluded else s
             for s in self._collect()
         ]
-        table = build_table(sources, self._version + 1)
+        issuer, token_keys = self._tokens() if self._tokens is not None else (None, {})
+        table = build_table(sources, self._version + 1, token_issuer=issuer, token_keys=token_keys)
         if same_routes(self._last, table) and not force:
             assert self._last is not None
             return self._last

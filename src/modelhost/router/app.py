@@ -9,6 +9,11 @@ One listening port carries everything. Paths under ``/api/v1/service/`` take the
     GET  /metrics    Prometheus text format
     GET  /-/table    the current table (admin token)
     PUT  /-/table    publish a new table (admin token); 400 names the invalid key
+    GET  /-/tls      {"enabled", "fingerprint_sha256", "error"}; POST re-reads the files now (admin token)
+
+TLS (:mod:`modelhost.router.front_door`): ``--certfile/--keyfile`` or ``--tls-dir`` (``cert.pem`` +
+``key.pem``, absent = plain HTTP); the files are watched and a new certificate is served to new
+connections without a restart.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ import asyncio
 import json
 import logging
 import signal
-import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +33,9 @@ from starlette.routing import Route
 
 from modelhost.errors import AuthenticationError, ModelhostError, NotFoundError, ValidationError
 from modelhost.router.auth import check_admin_token
+from modelhost.router.front_door import CertWatcher, FrontDoor
 from modelhost.router.metrics import AccessLog, RouterMetrics
-from modelhost.router.proxy import MAX_BODY_BYTES, ClientConnection, ProxyContext
+from modelhost.router.proxy import MAX_BODY_BYTES, ProxyContext
 from modelhost.router.state import RouterState
 from modelhost.router.table import (
     RoutingTable,
@@ -39,6 +44,7 @@ from modelhost.router.table import (
     table_from_json,
     table_to_json,
 )
+from modelhost.router.telemetry_pipe import TelemetryPipe
 from modelhost.settings import DEFAULT_ROUTER_PORT
 
 __all__ = ["Router", "RouterConfig", "run"]
@@ -61,7 +67,13 @@ class RouterConfig:
     table_poll_s: float = 0.5
     certfile: Path | None = None
     keyfile: Path | None = None
+    tls_dir: Path | None = None  # cert.pem + key.pem, watched; absent files mean plain HTTP
     drain_s: float = 10.0
+    # Request telemetry (docs/telemetry.md): OTLP/HTTP base URL (else OTEL_EXPORTER_OTLP_ENDPOINT),
+    # else JSON lines in telemetry_dir; workspace_name fills the spans' "Workspace Name".
+    otlp_endpoint: str | None = None
+    telemetry_dir: Path | None = None
+    workspace_name: str = ""
 
 
 class Router:
@@ -75,10 +87,16 @@ class Router:
             lambda: {name: r.desired_replicas for name, r in self.state.table.services.items()},
         )
         self.access_log = AccessLog.open(config.access_log)
+        self.telemetry = TelemetryPipe(
+            otlp_endpoint=config.otlp_endpoint, telemetry_dir=config.telemetry_dir,
+            workspace=config.workspace_name,
+            scheme="https" if config.certfile or config.tls_dir else "http",
+        )
         self.ctx = ProxyContext(self.state, self.metrics, self.access_log, _admin_app(self),
                                 max_body_bytes=config.max_body_bytes,
-                                connect_timeout_s=config.connect_timeout_s)
-        self._server: asyncio.Server | None = None
+                                connect_timeout_s=config.connect_timeout_s, telemetry=self.telemetry)
+        self.tls = _cert_watcher(config)
+        self._server: FrontDoor | None = None
         self._watcher: TableFileWatcher | None = None
         self._ticker: asyncio.Task[None] | None = None
         if table is not None:
@@ -98,19 +116,23 @@ class Router:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: ClientConnection(self.ctx), self.config.host,
-                                                self.config.port, ssl=self._ssl_context(), backlog=2048)
+        if self.tls is not None:
+            self.tls.check(strict=self.tls.required)  # a bad --certfile at start is an error
+            self.tls.start()
+        self._server = FrontDoor(self.ctx, lambda: self.tls.context if self.tls is not None else None)
+        await self._server.start(self.config.host, self.config.port, backlog=2048)
         if self.config.table_path is not None:
             self._watcher = TableFileWatcher(self.config.table_path, self.publish, self.config.table_poll_s)
             self._watcher.check(strict=True)  # an invalid file at start is an error, not a warning
             self._watcher.start()
         self._ticker = loop.create_task(self._tick())
+        self.telemetry.start()
         log.info("router listening on %s:%d", self.config.host, self.port)
 
     @property
     def port(self) -> int:
         assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        return self._server.port
 
     async def stop(self) -> None:
         """Stop accepting, let requests in flight finish (up to ``drain_s``), then close."""
@@ -118,6 +140,8 @@ class Router:
             self._server.close()
         if self._watcher is not None:
             self._watcher.stop()
+        if self.tls is not None:
+            self.tls.stop()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.drain_s
         while loop.time() < deadline and any(s.in_flight or s.queued for s in self.load().values()):
@@ -126,14 +150,7 @@ class Router:
             self._ticker.cancel()
         self.state.close()
         self.access_log.close()
-
-    def _ssl_context(self) -> ssl.SSLContext | None:
-        if self.config.certfile is None:
-            return None
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        keyfile = str(self.config.keyfile) if self.config.keyfile else None
-        ctx.load_cert_chain(str(self.config.certfile), keyfile)
-        return ctx
+        await asyncio.to_thread(self.telemetry.close)  # exports what is pending: off the loop
 
     async def _tick(self) -> None:
         """Scoring deadlines every 20 ms, the access log every 0.2 s, idle upstreams every second."""
@@ -147,6 +164,15 @@ class Router:
                 self.access_log.flush()
             if n % 50 == 0:
                 self.state.sweep(loop.time())
+
+
+def _cert_watcher(config: RouterConfig) -> CertWatcher | None:
+    if config.certfile is not None:
+        return CertWatcher(config.certfile, config.keyfile, required=True, poll_s=config.table_poll_s)
+    if config.tls_dir is not None:
+        return CertWatcher(config.tls_dir / "cert.pem", config.tls_dir / "key.pem", required=False,
+                           poll_s=config.table_poll_s)
+    return None
 
 
 def _admin_app(router: Router) -> Starlette:
@@ -195,6 +221,14 @@ def _admin_app(router: Router) -> Starlette:
         router.publish(table)
         return JSONResponse({"version": table.version, "services": len(table.services)})
 
+    async def tls(request: Request) -> Response:
+        if request.method == "POST":  # the control plane changed the files: serve them now
+            require_admin(request)
+        state = router.tls.check() if router.tls is not None else None
+        return JSONResponse({"enabled": bool(state and state.enabled),
+                             "fingerprint_sha256": state.fingerprint_sha256 if state else None,
+                             "error": state.error if state else None})
+
     async def modelhost_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ModelhostError)
         return JSONResponse(exc.to_payload(), status_code=exc.status_code)
@@ -210,6 +244,7 @@ def _admin_app(router: Router) -> Starlette:
             Route("/metrics", metrics),
             Route("/-/table", get_table, methods=["GET"]),
             Route("/-/table", put_table, methods=["PUT"]),
+            Route("/-/tls", tls, methods=["GET", "POST"]),
         ],
         exception_handlers={ModelhostError: modelhost_error, HTTPException: http_error},
     )

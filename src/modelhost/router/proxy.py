@@ -7,7 +7,7 @@ connection, and pass the replica's response bytes back as they come. Everything 
 (``/metrics``, ``/-/...``) goes to the router's own small ASGI app (:mod:`modelhost.router.app`).
 
 Statuses the router itself produces, with a ``{"message": ...}`` body:
-404 unknown service or path, 405 method other than GET/POST, 401 key refused, 413 body over the
+404 unknown service or path, 405 method other than GET/POST, 401 key or token refused, 413 body over the
 limit (declared or counted while streaming), 503 overloaded / no ready replica, 504 scoring
 timeout, 502 replica answered 500 (its body kept), closed the connection before replying, or could
 not be reached at all. A request moves to another replica only when its connection failed before
@@ -29,10 +29,13 @@ from typing import Any
 import httptools
 
 from modelhost.router.admission import Rejected, Rejection
-from modelhost.router.auth import check_key
+from modelhost.router.auth import Verdict, check_key
 from modelhost.router.metrics import AccessLog, RouterMetrics
 from modelhost.router.state import RouterState, Service
 from modelhost.router.table import Replica
+from modelhost.router.telemetry import Capture, RequestRecord
+from modelhost.router.telemetry_pipe import TelemetryPipe
+from modelhost.router.tokens import TokenVerdict
 from modelhost.router.upstream import UpstreamConnection, UpstreamPool
 
 __all__ = ["MAX_BODY_BYTES", "ClientConnection", "ProxyContext"]
@@ -64,6 +67,7 @@ class ProxyContext:
     local_app: ASGIApp
     max_body_bytes: int = MAX_BODY_BYTES
     connect_timeout_s: float = 5.0
+    telemetry: TelemetryPipe | None = None  # request spans for services with telemetry on
     # Exchanges waiting on a replica, checked against their deadline by expire(): one periodic
     # scan is cheaper than a timer armed and cancelled per request.
     waiting: set[_Exchange] = field(default_factory=set)
@@ -240,7 +244,8 @@ class ClientConnection(asyncio.Protocol):
 class _Exchange:
     """One forwarded request: admission, upstream connection, deadline, accounting."""
 
-    __slots__ = ("_ids", "_pending", "_pending_size", "bytes_in", "bytes_out", "chunked", "conn", "deadline",
+    __slots__ = ("_ids", "_pending", "_pending_size", "bytes_in", "bytes_out", "capture", "chunked", "conn",
+                 "deadline",
                  "done", "head", "keep_alive", "method", "out", "path", "replica", "replica_id", "req_done",
                  "resp_done", "resp_started", "service", "service_name", "started", "status", "task", "tried",
                  "upstream")
@@ -268,6 +273,7 @@ class _Exchange:
         self.bytes_in = self.bytes_out = 0
         self.status = 0
         self.req_done = self.resp_done = self.resp_started = self.done = False
+        self.capture: Capture | None = None  # set only for a service with telemetry on
 
     # -- request -------------------------------------------------------------------------------
     def begin(self, rest: bytes, query: bytes, headers: list[tuple[bytes, bytes]]) -> None:
@@ -318,14 +324,20 @@ class _Exchange:
             return
         self.service = service
         self.service_name = name
+        if service.route.telemetry and self.conn.ctx.telemetry is not None:
+            self.capture = Capture(next((v for k, v in headers if k.lower() == b"host"), b""), query)
         if not target or target[0] == 63:  # b"?": nothing routable after the service name
             self.fail(404, f"Path /{sub.decode('latin-1')} is not served for service {name}")
             return
         if self.method != b"GET" and self.method != b"POST":
             self.fail(405, f"Method {self.method.decode('latin-1')} is not allowed; use GET or POST")
             return
-        verdict = check_key(authorization, service.keys, enabled=service.route.auth_enabled,
-                            bearers=service.bearers)
+        if service.route.auth_mode == "token":
+            tokens = self.conn.ctx.state.tokens
+            verdict: Verdict | TokenVerdict = tokens.check(authorization, name, time.time())
+        else:
+            verdict = check_key(authorization, service.keys, enabled=service.route.auth_enabled,
+                                bearers=service.bearers)
         if not verdict.allowed:
             self.fail(401, verdict.message)
             return
@@ -457,6 +469,8 @@ class _Exchange:
     def response_data(self, data: bytes) -> None:
         self.resp_started = True
         self.bytes_out += len(data)
+        if self.capture is not None:
+            self.capture.add(data)
         self.conn.write(data)
 
     def response_complete(self, status: int, reusable: bool) -> None:
@@ -482,6 +496,8 @@ class _Exchange:
         if got_response:  # the head is already with the client: all we can do is cut it short
             self.keep_alive = False
             self.status = self.status or 502
+            if self.capture is not None:
+                self.capture.error = "Replica closed connection in the middle of its response"
             self.resp_done = True
             self._end()
         else:
@@ -504,6 +520,8 @@ class _Exchange:
             self.keep_alive = False
             self.status = 504
             self.resp_done = True
+            if self.capture is not None:
+                self.capture.error = f"Response of {self.service_name} cut short at the scoring timeout"
             self._end()
         else:
             self.fail(504, f"Request to service {self.service_name} timed out after "
@@ -533,6 +551,9 @@ class _Exchange:
             response = error_response(status, message, keep_alive=self.keep_alive and self.conn.keep_alive,
                                       ids=self._ids, head_only=self.method == b"HEAD")
             self.bytes_out += len(response)
+            if self.capture is not None:
+                self.capture.error = message
+                self.capture.add(response)
             self.conn.write(response)
         if self.req_done or not self.keep_alive:
             self._end()
@@ -567,11 +588,25 @@ class _Exchange:
         ctx = self.conn.ctx
         seconds = time.perf_counter() - self.started
         ctx.metrics.observe(self.service_name, self.status, seconds)
+        if self.capture is not None and ctx.telemetry is not None:
+            ctx.telemetry.record(self._telemetry_record(seconds))
         if ctx.access_log.enabled:
             ctx.access_log.write(self.service_name, self.method.decode("latin-1"),
                                  self.path.decode("latin-1"), self.status, seconds, self.replica_id,
                                  self.bytes_in, self.bytes_out)
         self.conn.finished(self)
+
+
+    def _telemetry_record(self, seconds: float) -> RequestRecord:
+        assert self.capture is not None and self.service is not None
+        ids = tuple((v or b"").decode("latin-1") for v in self._ids)
+        return RequestRecord(
+            service=self.service_name, method=self.method.decode("latin-1"), path=self.path.decode("latin-1"),
+            status=self.status, duration_s=seconds, end_ns=time.time_ns(), replica=self.replica_id,
+            request_ids=(ids[0], ids[1], ids[2]), host=self.capture.host.decode("latin-1"),
+            query=self.capture.query.decode("latin-1"), response=self.capture.data, error=self.capture.error,
+            log_response=self.service.route.log_response,
+        )
 
 
 class _LocalExchange:

@@ -12,6 +12,11 @@ JSON form (``services`` maps each name to its route; every field but ``replicas`
                            "max_concurrent_per_replica": 1, "max_queue_wait_ms": 500,
                            "scoring_timeout_ms": 60000, "scale_to_zero": false,
                            "cold_start_wait_ms": 30000}}}
+
+Token auth (docs/auth.md): a route with ``"auth_mode": "token"`` accepts JWTs signed by one of the
+table-level ``"token_keys": {kid: Ed25519 public key}`` (base64 of the 32 raw bytes, or PEM) and
+issued by ``"token_issuer"``. ``auth_mode`` is ``none``, ``key`` or ``token``; tables without it
+(older control planes) derive it from ``auth_enabled``. The table never holds a private key.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from modelhost.errors import ValidationError
+from modelhost.router.tokens import public_key_from_text
 
 __all__ = [
     "Replica",
@@ -41,6 +47,7 @@ __all__ = [
 log = logging.getLogger("modelhost.router")
 
 _HINT = "Fix the routing table (see docs/router.md, 'Routing table')."
+AUTH_MODES = ("none", "key", "token")
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,21 @@ class ServiceRoute:
     cold_start_wait_ms: int = 30000
     # The replica count the control plane wants (the autoscaler's decision), shown on /metrics.
     desired_replicas: int | None = None
+    # "none" | "key" | "token"; None derives it from auth_enabled (tables written before token auth).
+    auth_mode: str | None = None
+    # Request telemetry (docs/telemetry.md): a span per request; log_response adds the response value.
+    telemetry: bool = False
+    log_response: bool = True
+
+    def __post_init__(self) -> None:
+        # auth_mode and auth_enabled always agree, whichever of the two the writer set
+        if self.auth_mode is None:
+            object.__setattr__(self, "auth_mode", "key" if self.auth_enabled else "none")
+        elif self.auth_mode not in AUTH_MODES:
+            raise ValidationError(f"auth_mode={self.auth_mode!r} is not one of {', '.join(AUTH_MODES)}",
+                                  hint=_HINT)
+        else:
+            object.__setattr__(self, "auth_enabled", self.auth_mode != "none")
 
 
 @dataclass(frozen=True)
@@ -82,6 +104,9 @@ class RoutingTable:
 
     services: Mapping[str, ServiceRoute] = field(default_factory=dict)
     version: int = 0
+    # Token auth: who issues the tokens, and the public keys (kid -> key text) that verify them.
+    token_issuer: str | None = None
+    token_keys: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -164,7 +189,27 @@ def _route(name: str, raw: object) -> ServiceRoute:
             None if obj.get("desired_replicas") is None
             else _int(f"{where}.desired_replicas", obj.get("desired_replicas"), 0, 100_000)
         ),
+        auth_mode=_auth_mode(where, obj.get("auth_mode")),
+        telemetry=_bool(f"{where}.telemetry", obj.get("telemetry", False)),
+        log_response=_bool(f"{where}.log_response", obj.get("log_response", True)),
     )
+
+
+def _auth_mode(where: str, raw: object) -> str | None:
+    if raw is not None and raw not in AUTH_MODES:
+        raise ValidationError(f"{where}.auth_mode={raw!r} is not one of {', '.join(AUTH_MODES)}", hint=_HINT)
+    return raw
+
+
+def _token_keys(raw: object) -> dict[str, str]:
+    keys = _obj("token_keys", raw)
+    for kid, text in keys.items():
+        try:
+            public_key_from_text(_str(f"token_keys.{kid}", text))
+        except ValueError as exc:
+            raise ValidationError(f"token_keys.{kid} is not an Ed25519 public key: {exc}",
+                                  hint=_HINT) from exc
+    return dict(keys)
 
 
 def table_from_json(raw: object) -> RoutingTable:
@@ -174,6 +219,8 @@ def table_from_json(raw: object) -> RoutingTable:
     return RoutingTable(
         services={_str("service name", name): _route(name, route) for name, route in services.items()},
         version=_int("version", obj.get("version", 0), 0, 2**63 - 1),
+        token_issuer=None if obj.get("token_issuer") is None else _str("token_issuer", obj["token_issuer"]),
+        token_keys=_token_keys(obj.get("token_keys", {})),
     )
 
 
@@ -193,9 +240,14 @@ def table_to_json(table: RoutingTable) -> dict[str, Any]:
                 "scale_to_zero": route.scale_to_zero,
                 "cold_start_wait_ms": route.cold_start_wait_ms,
                 "desired_replicas": route.desired_replicas,
+                "auth_mode": route.auth_mode,
+                "telemetry": route.telemetry,
+                "log_response": route.log_response,
             }
             for name, route in table.services.items()
         },
+        "token_issuer": table.token_issuer,
+        "token_keys": dict(table.token_keys),
     }
 
 

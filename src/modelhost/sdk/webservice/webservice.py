@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import builtins
 import json
+import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 from urllib.parse import quote
 
 from modelhost.errors import ModelhostError, NotFoundError, ValidationError
 from modelhost.sdk._operation import OperationTimeout, OperationWatch, operation_of
 from modelhost.sdk.webservice import _messages
+from modelhost.sdk.webservice._token import AksServiceAccessToken
 from modelhost.sdk.webservice._view import attributes, serialized
 from modelhost.spec.deployment import json_patch_from_changes
 
@@ -138,6 +141,7 @@ class Webservice:
         self.workspace = workspace
         self._http: httpx.Client | None = None
         self._primary_key: str | None = None
+        self._token: AksServiceAccessToken | None = None
         self._models: builtins.list[Model] | None = None
         self._environment: Environment | None = None
         self._inference_config: InferenceConfig | None = None
@@ -270,11 +274,22 @@ class Webservice:
         if self._http is None:
             import httpx
 
-            self._http = httpx.Client(timeout=httpx.Timeout(SCORING_TIMEOUT_S, connect=10.0))
+            from modelhost.sdk.ssl import scoring_verify
+
+            # https: the workspace CA for a self-signed router, else the system trust store
+            verify = scoring_verify(self.workspace, self.scoring_uri or "")
+            self._http = httpx.Client(timeout=httpx.Timeout(SCORING_TIMEOUT_S, connect=10.0), verify=verify)
             weakref.finalize(self, self._http.close)
         return self._http
 
     def _auth_headers(self, refresh: bool = False) -> dict[str, str]:
+        """The primary key, or for token auth a token (cached; fetched anew after its refresh time,
+        as v1 does, or when ``refresh`` after a 401)."""
+        if self.token_auth_enabled:
+            token = self._token
+            if token is None or refresh or time.time() >= token.refresh_after_s:
+                token = self._token = self.get_access_token()
+            return {"Authorization": f"Bearer {token.access_token}"}
         if not self.auth_enabled:
             return {}
         if self._primary_key is None or refresh:
@@ -283,8 +298,8 @@ class Webservice:
 
     def run(self, input_data: Any) -> Any:
         """Score ``input_data`` (v1): a str or bytes body is sent as given, anything else as JSON,
-        with ``Content-Type: application/json`` and the primary key when auth is on; a 401 refetches
-        the keys and retries once. Returns the decoded JSON answer."""
+        with ``Content-Type: application/json`` and the primary key (or a token, for token auth);
+        a 401 refetches the key or token and retries once. Returns the decoded JSON answer."""
         import httpx
 
         if not self.scoring_uri:
@@ -298,7 +313,7 @@ class Webservice:
             resp = self._client_http().post(
                 self.scoring_uri, content=body, headers={**headers, **self._auth_headers()}
             )
-            if resp.status_code == 401 and self.auth_enabled:
+            if resp.status_code == 401 and (self.auth_enabled or self.token_auth_enabled):
                 resp = self._client_http().post(
                     self.scoring_uri, content=body, headers={**headers, **self._auth_headers(refresh=True)}
                 )
@@ -344,17 +359,24 @@ class Webservice:
                 )
         self._primary_key = None
 
-    def get_token(self) -> NoReturn:
-        """v1: a token for token-auth services. modelhost's services use keys (see get_keys())."""
-        unsupported(
-            "get_token",
-            f"Service {self.name} uses "
-            + ("token auth, which modelhost does not offer yet" if self.token_auth_enabled else "key auth")
-            + "; authenticate with a key from get_keys().",
-        )
+    def get_token(self) -> tuple[str, datetime]:
+        """v1 (deprecated there): ``(access_token, refresh_by)`` for a token-auth service;
+        ``refresh_by`` is a naive local datetime, as in v1. Prefer :meth:`get_access_token`."""
+        token = self.get_access_token()
+        return token.access_token, token.refresh_after
 
-    def get_access_token(self) -> NoReturn:
-        unsupported("get_access_token", "Token authentication is not available yet; use get_keys().")
+    def get_access_token(self) -> AksServiceAccessToken:
+        """A new token for this token-auth service (``POST /services/<name>/token``): valid for
+        this service only, to be fetched again after ``refresh_after``."""
+        if not self.token_auth_enabled:
+            what = "key auth: use get_keys()" if self.auth_enabled else "no authentication"
+            raise ValidationError(
+                f"Service {self.name} uses {what}; get_token() is for services with token auth",
+                hint="Enable it with update(token_auth_enabled=True, auth_enabled=False), or call "
+                "update_deployment_state() if the service changed since this object was made.",
+            )
+        answer = self.workspace._client.post(f"{_service_path(self.name)}/token")
+        return AksServiceAccessToken.from_payload(answer)
 
     def get_logs(self, num_lines: int = 5000, init: bool = False) -> str:
         """The last ``num_lines`` lines of the replicas' logs (``init``: the start-up part)."""
