@@ -120,6 +120,10 @@ def test_unschedulable_reason_is_in_the_status_at_once_then_fails(k8s: Kubernete
     )
     # "0/N nodes": the session's GPU node, when an earlier test asked for it, is one more
     assert st.state == "Transitioning" and "nodes are available" in (st.error or "")
+    # get_logs() carries the scheduler's event as well (the issue: both within 10 s)
+    logs = rt.logs(ServiceName("huge"))
+    assert "==> Kubernetes events <==" in logs
+    assert "Insufficient cpu" in logs.split("==> Kubernetes events <==")[1]
     st = wait_status(
         rt, "huge", lambda s: s.state == "Failed", deadline_s=20, what="Failed after the timeout"
     )
