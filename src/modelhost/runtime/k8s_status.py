@@ -59,6 +59,9 @@ class StatusPolicy:
 
     schedule_timeout_s: float = 300.0
     max_start_failures: int = 3
+    # A crash's log can lag its status; wait this long (from the pod's start) for lines to quote
+    # before reporting Failed with none.
+    crash_log_wait_s: float = 30.0
 
 
 def parse_time(value: str | None) -> float | None:
@@ -184,6 +187,7 @@ def _crash(
     ever_ready: bool,
     policy: StatusPolicy,
     log_lines: Sequence[str] | None,
+    now: float,
 ) -> tuple[ReplicaState, str] | None:
     found = _crashing(pod)
     if found is None:
@@ -192,6 +196,9 @@ def _crash(
     if ever_ready:
         return "crashed", f"{reason}; Kubernetes restarts it"
     if found.backing_off or restart_count(pod) >= policy.max_start_failures:
+        started = parse_time(pod.get("status", {}).get("startTime")) or now
+        if not log_lines and now - started < policy.crash_log_wait_s:
+            return "starting", f"{reason}; reading its log"
         where = f"pod {pod['metadata']['name']}, container {found.container}"
         why = f"{reason}; Kubernetes reports CrashLoopBackOff"
         return "failed", crash_message(service, why, list(log_lines or ()), where)
@@ -218,7 +225,7 @@ def replica_status(
         verdict = (
             _unschedulable(pod, service, now, policy)
             or _image_pull(pod)
-            or _crash(pod, service, ever_ready, policy, log_lines)
+            or _crash(pod, service, ever_ready, policy, log_lines, now)
             or ("starting", None)
         )
     state, error = verdict

@@ -550,7 +550,8 @@ class KubernetesRuntime:
                         # (asked again on the next status)
                         earlier = [k for k in self._crash_logs if k[:2] == key[:2]]
                         cached = self._crash_logs[max(earlier)] if earlier else []
-            tails[pod] = cached
+            if cached:  # none yet: the status waits a little for them (StatusPolicy.crash_log_wait_s)
+                tails[pod] = cached
         return tails
 
     def _read_log(self, pod: str, container: str, tail: int, *, previous: bool = False) -> str:

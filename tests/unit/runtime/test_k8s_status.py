@@ -172,8 +172,19 @@ def test_first_exit_without_backoff_is_still_starting() -> None:
 def test_restarts_beyond_the_policy_fail_even_without_backoff_reason() -> None:
     main = [running(restarts=3, last_exit=1)]
     main[0]["state"] = {"waiting": {"reason": "ContainerCreating"}}
-    r = ks.replica_status(pod(main=main), service="svc", now=NOW, ever_ready=False)
+    r = ks.replica_status(pod(main=main), service="svc", now=NOW, ever_ready=False, log_lines=["boom"])
     assert r.state == "failed"
+
+
+def test_failed_waits_for_the_crash_log_then_reports_without_it() -> None:
+    """A crash's log can lag its status: no lines yet means 'starting' for crash_log_wait_s after
+    the pod started, then Failed saying the replica wrote nothing."""
+    p = pod(main=[crash_looping(2)])
+    policy = ks.StatusPolicy(crash_log_wait_s=30)
+    early = ks.replica_status(p, service="svc", now=NOW + 5, ever_ready=False, policy=policy)
+    assert early.state == "starting" and "reading its log" in (early.last_error or "")
+    late = ks.replica_status(p, service="svc", now=NOW + 31, ever_ready=False, policy=policy)
+    assert late.state == "failed" and "(the replica wrote nothing)" in (late.last_error or "")
 
 
 def test_failing_fetch_init_container_is_named() -> None:
