@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from modelhost.errors import ValidationError
 from modelhost.sdk.exceptions import ComputeTargetException  # v1's name for a lookup error
-from modelhost.sdk.ssl import SslEnabling, apply_router_tls
+from modelhost.sdk.ssl import SslConfiguration, SslEnabling, apply_router_tls
 from modelhost.spec.compute import (
     CLUSTER_PURPOSES,
     DEFAULT_NAMESPACE,
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AksCompute",
+    "AksUpdateConfiguration",
     "ComputeTarget",
     "ComputeTargetException",
     "KubernetesAttachConfiguration",
@@ -171,6 +172,17 @@ class ComputeTarget:
             apply_router_tls(workspace, attach_configuration.ssl_configuration)
         return _from_payload(workspace, data)
 
+    def update(self, update_configuration: AksUpdateConfiguration) -> None:
+        """v1's ``AksCompute.update(AksUpdateConfiguration(ssl_configuration=...))``: the TLS
+        certificate of the front door (the workspace's router) is replaced without a restart."""
+        if not isinstance(update_configuration, AksUpdateConfiguration):
+            raise ValidationError(
+                f"update() takes an AksUpdateConfiguration, got {type(update_configuration).__name__}",
+                hint="ComputeTarget.update(AksUpdateConfiguration(ssl_configuration=SslConfiguration(...))).",
+            )
+        if update_configuration.ssl_configuration is not None:
+            apply_router_tls(self.workspace, update_configuration.ssl_configuration)
+
     @staticmethod
     def list(workspace: Workspace) -> list[ComputeTarget]:
         answer = workspace._client.get("/api/v1/compute")
@@ -267,6 +279,21 @@ class KubernetesCompute(ComputeTarget):
 
 
 AksCompute = KubernetesCompute
+
+
+class AksUpdateConfiguration:
+    """v1's update of a compute target; only ``ssl_configuration`` applies here (the load balancer
+    is the cluster's own business)."""
+
+    def __init__(self, ssl_configuration: SslConfiguration | None = None,
+                 load_balancer_type: str | None = None, load_balancer_subnet: str | None = None) -> None:
+        if load_balancer_type is not None or load_balancer_subnet is not None:
+            raise ValidationError(
+                "load_balancer_type and load_balancer_subnet are not modelhost settings",
+                hint="Expose the router with your cluster's own Service/Ingress settings "
+                "(docs/kubernetes.md); pass only ssl_configuration.",
+            )
+        self.ssl_configuration = ssl_configuration
 
 
 class LocalCompute(ComputeTarget):

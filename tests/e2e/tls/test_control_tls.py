@@ -213,3 +213,18 @@ def test_modelhost_up_with_tls_flags_serves_https(home: Home, tmp_path: Path) ->
     ca_ctx = client_context(ca.cert_pem.bytes().decode())
     assert httpx.get(f"{info['url']}/healthz", verify=ca_ctx).status_code == 200
     assert "PRIVATE" not in started.stdout + started.stderr
+
+
+def test_v1_compute_update_replaces_the_front_doors_certificate(ws: Workspace, tls_off: None) -> None:
+    from modelhost.sdk.compute import AksUpdateConfiguration, ComputeTarget
+
+    target = ComputeTarget(ws, "local")
+    target.update(AksUpdateConfiguration(ssl_configuration=SslConfiguration(status="SelfSigned")))
+    first = ws._client.get("/api/v1/router/tls")
+    assert first["enabled"] and first["self_signed"]
+    renewed = SslConfiguration(status="SelfSigned", cname="b.local")
+    target.update(AksUpdateConfiguration(ssl_configuration=renewed))
+    second = ws._client.get("/api/v1/router/tls")
+    assert second["fingerprint_sha256"] != first["fingerprint_sha256"] and second["cname"] == "b.local"
+    with pytest.raises(ValidationError, match="load_balancer_type"):
+        AksUpdateConfiguration(load_balancer_type="InternalLoadBalancer")
