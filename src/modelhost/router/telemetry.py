@@ -251,7 +251,51 @@ def span_exporter(endpoint: str | None, directory: Path | None) -> SpanExporter 
     return None
 
 
-class RequestTelemetry:
+class RecordQueue:
+    """Records queued on the event loop and drained by a daemon thread every ``interval_s``.
+
+    :meth:`record` is a deque append; beyond ``max_pending`` records waiting, new ones are dropped and
+    counted (telemetry must not grow the router's memory when its consumer is stuck). Subclasses
+    implement :meth:`_drain`; :meth:`close` stops the thread and drains once more.
+    """
+
+    def __init__(self, *, interval_s: float, max_pending: int, thread_name: str) -> None:
+        self._interval_s = interval_s
+        self._max_pending = max_pending
+        self._thread_name = thread_name
+        self._pending: collections.deque[RequestRecord] = collections.deque()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.dropped = 0
+
+    def record(self, rec: RequestRecord) -> None:
+        if len(self._pending) >= self._max_pending:
+            self.dropped += 1
+            return
+        self._pending.append(rec)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
+        self._thread.start()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        self._drain()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                self._drain()
+            except Exception:  # telemetry must never take the router down
+                log.exception("request telemetry failed")
+
+    def _drain(self) -> None:
+        raise NotImplementedError
+
+
+class RequestTelemetry(RecordQueue):
     """Turns :class:`RequestRecord` values into exported spans, off the event loop.
 
     :meth:`record` is called on the loop and only appends to a bounded deque (beyond ``max_pending``
@@ -266,44 +310,19 @@ class RequestTelemetry:
         self._make_exporter = exporter
         self.workspace = workspace
         self.scheme = scheme
-        self._interval_s = interval_s
+        super().__init__(interval_s=interval_s, max_pending=max_pending, thread_name="modelhost-telemetry")
         self._schedule_delay_ms = schedule_delay_ms
-        self._max_pending = max_pending
-        self._pending: collections.deque[RequestRecord] = collections.deque()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._provider: Any = None
         self._tracer: Any = None
         self._disabled = False
         self._server_kind: Any = None
         self._error: Callable[[str], Any] = lambda kind: None
-        self.dropped = 0
-
-    def record(self, rec: RequestRecord) -> None:
-        if len(self._pending) >= self._max_pending:
-            self.dropped += 1
-            return
-        self._pending.append(rec)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="modelhost-telemetry", daemon=True)
-        self._thread.start()
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Export what is pending, then shut the pipeline down."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-        self._drain()
+        super().close(timeout_s)
         if self._provider is not None:
             self._provider.shutdown()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            try:
-                self._drain()
-            except Exception:  # telemetry must never take the router down
-                log.exception("request telemetry failed")
 
     def _drain(self) -> None:
         pending = self._pending

@@ -14,7 +14,6 @@ so pickle is safe here.
 from __future__ import annotations
 
 import argparse
-import collections
 import logging
 import os
 import pickle
@@ -22,12 +21,17 @@ import signal
 import struct
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import IO
 
-from modelhost.router.telemetry import RequestRecord, RequestTelemetry, otlp_endpoint, span_exporter
+from modelhost.router.telemetry import (
+    RecordQueue,
+    RequestRecord,
+    RequestTelemetry,
+    otlp_endpoint,
+    span_exporter,
+)
 
 __all__ = ["TelemetryPipe", "main"]
 
@@ -37,42 +41,25 @@ _FRAME = struct.Struct("!I")
 _RESTART_INTERVAL_S = 1.0
 
 
-class TelemetryPipe:
+class TelemetryPipe(RecordQueue):
     """The router's side: the same ``record``/``start``/``close``/``dropped`` as RequestTelemetry."""
 
     def __init__(self, *, otlp_endpoint: str | None, telemetry_dir: Path | None, workspace: str = "",
                  scheme: str = "http", interval_s: float = 0.05, max_pending: int = 10_000) -> None:
+        super().__init__(interval_s=interval_s, max_pending=max_pending,
+                         thread_name="modelhost-telemetry-pipe")
         self._argv = [sys.executable, "-m", "modelhost.router.telemetry_pipe", "--workspace", workspace,
                       "--scheme", scheme]
         if otlp_endpoint:
             self._argv += ["--otlp-endpoint", otlp_endpoint]
         if telemetry_dir is not None:
             self._argv += ["--telemetry-dir", str(telemetry_dir)]
-        self._interval_s = interval_s
-        self._max_pending = max_pending
-        self._pending: collections.deque[RequestRecord] = collections.deque()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._child: subprocess.Popen[bytes] | None = None
         self._last_start = 0.0
-        self.dropped = 0
-
-    def record(self, rec: RequestRecord) -> None:
-        if len(self._pending) >= self._max_pending:
-            self.dropped += 1
-            return
-        self._pending.append(rec)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="modelhost-telemetry-pipe", daemon=True)
-        self._thread.start()
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Send what is pending, close the pipe and let the child export and exit."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-        self._send_pending()
+        super().close(timeout_s)
         child, self._child = self._child, None
         if child is not None:
             assert child.stdin is not None
@@ -83,12 +70,8 @@ class TelemetryPipe:
                 child.kill()
                 child.wait()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            try:
-                self._send_pending()
-            except Exception:  # telemetry must never take the router down
-                log.exception("request telemetry: sending records to the exporter failed")
+    def _drain(self) -> None:
+        self._send_pending()
 
     def _send_pending(self) -> None:
         pending = self._pending
