@@ -199,20 +199,7 @@ def _local_harness(tmp_path: Path, made: list[Runtime]) -> Harness:
 def _kubernetes_harness(request: pytest.FixtureRequest, tmp_path: Path, made: list[Runtime]) -> Harness:
     from tests.contract.k8s_harness import kubernetes_parts
 
-    parts = kubernetes_parts(request, tmp_path / "home", made)
-    return Harness(
-        kind="kubernetes",
-        home=parts.home,
-        work=tmp_path / "work",
-        make=parts.make,
-        kill_replica=lambda pid: None,
-        outputs_of=lambda s: parts.home / "none",
-        temp_folders_of=lambda s: [],
-        crash_replica=parts.crash,
-        prepare=parts.prepare,
-        gives_up_after=None,
-        keeps_outputs=False,
-    )
+    return kubernetes_parts(request, tmp_path / "home", made).harness(tmp_path / "work")
 
 
 @pytest.fixture(params=["local", "kubernetes"])

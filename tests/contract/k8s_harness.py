@@ -16,7 +16,7 @@ import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -26,6 +26,9 @@ from modelhost.runtime.k8s_status import StatusPolicy
 from modelhost.runtime.kubernetes import KubernetesRuntime
 from modelhost.store.artifacts import ArtifactStore
 from tests.support.blob_server import start_blob_server
+
+if TYPE_CHECKING:
+    from tests.contract.conftest import Harness
 
 __all__ = ["KubernetesParts", "kubernetes_parts"]
 
@@ -79,6 +82,25 @@ class KubernetesParts:
         container = self.node._find(self.namespace, replica.id, "scoring")
         assert container is not None and container.run is not None, f"no process for pod {replica.id}"
         container.run.signal(signal.SIGKILL)
+
+
+    def harness(self, work: Path) -> Harness:
+        """The contract suite's Harness over these parts (no local pids, outputs or temp folders)."""
+        from tests.contract.conftest import Harness  # conftest imports this module lazily
+
+        return Harness(
+            kind="kubernetes",
+            home=self.home,
+            work=work,
+            make=self.make,
+            kill_replica=lambda pid: None,
+            outputs_of=lambda s: self.home / "none",
+            temp_folders_of=lambda s: [],
+            crash_replica=self.crash,
+            prepare=self.prepare,
+            gives_up_after=None,
+            keeps_outputs=False,
+        )
 
 
 def kubernetes_parts(request: pytest.FixtureRequest, home: Path, made: list[Runtime]) -> KubernetesParts:

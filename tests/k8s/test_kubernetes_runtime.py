@@ -44,19 +44,7 @@ def k8s(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KubernetesPa
 
 @pytest.fixture
 def h(k8s: KubernetesParts, tmp_path: Path) -> Harness:
-    return Harness(
-        kind="kubernetes",
-        home=k8s.home,
-        work=tmp_path / "work",
-        make=k8s.make,
-        kill_replica=lambda pid: None,
-        outputs_of=lambda s: k8s.home / "none",
-        temp_folders_of=lambda s: [],
-        crash_replica=k8s.crash,
-        prepare=k8s.prepare,
-        gives_up_after=None,
-        keeps_outputs=False,
-    )
+    return k8s.harness(tmp_path / "work")
 
 
 def _get(k8s: KubernetesParts, kind: str, name: str | None = None, selector: str | None = None) -> Any:
