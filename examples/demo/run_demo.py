@@ -4,7 +4,7 @@ Run with ``make demo`` (or ``.venv/bin/python examples/demo/run_demo.py``). The 
 workspace's control plane (``MODELHOST_HOME``, default ``~/.modelhost``) or starts it in the
 background, with the router. The service is deployed with v1's ``Model.deploy`` and an
 ``AksWebservice.deploy_configuration``, scored through the router with its key, and left running so
-the printed curl line works. Running the demo again reuses what exists: the identical model version,
+the printed `try it` and curl lines work. Running the demo again reuses what exists: the identical model version,
 the built environment (a cache hit) and the healthy service.
 """
 
@@ -200,16 +200,19 @@ def main() -> int:
         f"{service.desired_replicas} desired (they fall back after about a minute idle)"
     )
 
-    key = service.get_keys()[0]
+    # the key is not printed (terminals end up in logs and screenshots); the shell reads it instead
     curl = (
-        f"curl -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' "
+        f"curl -H \"Authorization: Bearer $(.venv/bin/modelhost service keys {SERVICE_NAME} | head -1 | "
+        f"awk '{{print $NF}}')\" -H 'Content-Type: application/json' "
         f"-d {shlex.quote(json.dumps(SAMPLE))} {service.scoring_uri}"
     )
     step(f"Done in {time.monotonic() - started:.1f} s")
     print(f"model {model.id}, environment {ENV_NAME} and service {SERVICE_NAME} are in {ws.home}")
     print(f"scoring URI: {service.scoring_uri}")
     print(f"swagger:     {service.swagger_uri}")
-    print(f"try it:      {curl}")
+    body = shlex.quote(json.dumps(SAMPLE))
+    print(f"try it:      .venv/bin/modelhost service run {SERVICE_NAME} --data {body}")
+    print(f"with curl:   {curl}")
     print("inspect:     .venv/bin/modelhost status   /   .venv/bin/modelhost service show iris-demo")
     print("stop all:    .venv/bin/modelhost down   (the service comes back with 'modelhost up')")
     ws.close()
