@@ -4,8 +4,8 @@ Run with ``make demo`` (or ``.venv/bin/python examples/demo/run_demo.py``). The 
 workspace's control plane (``MODELHOST_HOME``, default ``~/.modelhost``) or starts it in the
 background, with the router. The service is deployed with v1's ``Model.deploy`` and an
 ``AksWebservice.deploy_configuration``, scored through the router with its key, and left running so
-the printed `try it` and curl lines work. Running the demo again reuses what exists: the identical model version,
-the built environment (a cache hit) and the healthy service.
+the printed ``try it`` and curl lines work. Running the demo again reuses what exists: the identical
+model version, the built environment (a cache hit) and the healthy service.
 """
 
 from __future__ import annotations
