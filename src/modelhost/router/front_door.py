@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelhost.router.proxy import ClientConnection, ProxyContext, error_response
+from modelhost.router.tls_transport import serve_tls
 
 __all__ = ["CertWatcher", "FrontDoor", "PlainAdminConnection", "server_context"]
 
@@ -46,7 +47,8 @@ def server_context(certfile: Path, keyfile: Path | None) -> ssl.SSLContext:
     """A server context for the pair: TLS 1.2 minimum (1.3 preferred), HTTP/1.1 over ALPN."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    # no renegotiation (as nginx): a TLS 1.2 client could otherwise make a read want a write
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_RENEGOTIATION
     ctx.set_alpn_protocols(["http/1.1"])
     ctx.load_cert_chain(str(certfile), str(keyfile) if keyfile else None)
     return ctx
@@ -253,13 +255,16 @@ class FrontDoor:
         loop = asyncio.get_running_loop()
         context = self.tls() if tls else None
         if context is not None:
-            coro = loop.connect_accepted_socket(lambda: ClientConnection(self.ctx), conn, ssl=context,
-                                                ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S)
-        elif self.tls() is not None:  # plain HTTP while TLS is on: the admin endpoints, locally
+            # our own transport, not connect_accepted_socket(ssl=...): see tls_transport.py
+            serve_tls(loop, conn, context, lambda: ClientConnection(self.ctx), HANDSHAKE_TIMEOUT_S)
+            return
+        factory: Callable[[], ClientConnection]
+        if self.tls() is not None:  # plain HTTP while TLS is on: the admin endpoints, locally
             local = _is_local(conn)
-            coro = loop.connect_accepted_socket(lambda: PlainAdminConnection(self.ctx, local), conn)
+            factory = lambda: PlainAdminConnection(self.ctx, local)  # noqa: E731
         else:
-            coro = loop.connect_accepted_socket(lambda: ClientConnection(self.ctx), conn)
+            factory = lambda: ClientConnection(self.ctx)  # noqa: E731
+        coro = loop.connect_accepted_socket(factory, conn)
         task: asyncio.Task[object] = loop.create_task(coro)
         self._pending.add(task)
         task.add_done_callback(lambda t: self._connected(t, conn))
