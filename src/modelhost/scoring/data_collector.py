@@ -27,14 +27,16 @@ from __future__ import annotations
 
 import atexit
 import datetime
+import itertools
 import operator
 import os
-import random
 import socket
 import threading
+import time
 import warnings
 from typing import Any
 
+from .data_spool import ROTATE_ENV
 from .data_writer import DEFAULT_CAPACITY, DataWriter
 from .invoke import current_request_id
 
@@ -69,9 +71,19 @@ def _get_writer(root: str) -> DataWriter:
                 replica = os.environ.get("MODELHOST_REPLICA_ID") or socket.gethostname()
                 service = os.environ.get("SERVICE_NAME") or "default"
                 capacity = _capacity(os.environ.get("MODELHOST_DATA_COLLECTION_BUFFER_ROWS"))
-                _writer = DataWriter(root, service, f"{replica}-{os.getpid()}", capacity=capacity)
+                rotate = _rotate_s(os.environ.get(ROTATE_ENV))  # set in pods: files go to an uploader
+                _writer = DataWriter(root, service, f"{replica}-{os.getpid()}", capacity=capacity,
+                                     rotate_s=rotate)
                 atexit.register(shutdown)
     return _writer
+
+
+def _rotate_s(raw: str | None) -> float | None:
+    try:
+        return max(1.0, float(raw)) if raw else None
+    except ValueError:
+        print(f"{ROTATE_ENV}={raw!r} is not a number; rotating every 10 s")
+        return 10.0
 
 
 def _capacity(raw: str | None) -> int:
@@ -98,25 +110,37 @@ def shutdown(timeout_s: float = 30.0) -> None:
         _writer.close(timeout_s)
 
 
-_UUID_MASK = ~((0xF000 << 64) | (0xC000 << 48))
-_UUID4_BITS = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
+_POOL_IDS = 256
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}  # RFC 4122 variant, 2 random bits
 
 
 class _Ids:
-    """uuid4-shaped correlation ids from a per-process generator: ``uuid.uuid4()`` reads
-    ``os.urandom`` per call, which costs tens of microseconds on some VMs. Seeded from urandom at
-    start and again in a forked child; a script's own ``random.seed()`` does not touch it."""
+    """uuid4 correlation ids cut from a pool of ``os.urandom`` hex: ``uuid.uuid4()`` reads urandom
+    per call (tens of microseconds on some VMs) and formats through ``UUID``; one read of 4 KiB per
+    256 ids and five slices cost well under a microsecond each. Each pool has its own counter, whose
+    ``next()`` is atomic, so threads never take the same slot; a forked child drops its parent's pool.
+    """
 
     def __init__(self) -> None:
-        self._rng = random.Random(os.urandom(32))
+        self._state = self._fresh()
         os.register_at_fork(after_in_child=self._reseed)
 
     def _reseed(self) -> None:
-        self._rng.seed(os.urandom(32))
+        self._state = self._fresh()
+
+    @staticmethod
+    def _fresh() -> tuple[str, itertools.count[int]]:
+        return os.urandom(16 * _POOL_IDS).hex(), itertools.count()
 
     def new(self) -> str:
-        h = f"{self._rng.getrandbits(128) & _UUID_MASK | _UUID4_BITS:032x}"
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        pool, count = self._state
+        i = next(count)
+        if i >= _POOL_IDS:
+            self._state = self._fresh()  # two threads may both refill: each takes from its own count
+            return self.new()
+        o = 32 * i
+        return (f"{pool[o:o + 8]}-{pool[o + 8:o + 12]}-4{pool[o + 13:o + 16]}-"
+                f"{_VARIANT[pool[o + 16]]}{pool[o + 17:o + 20]}-{pool[o + 20:o + 32]}")
 
 
 _ids = _Ids()
@@ -151,7 +175,7 @@ class ModelDataCollector:
         self._inputs = False
         self._sink: DataWriter | None = None
         # caches as one (key, value) tuple each: run() threads may read while another one replaces it
-        self._day_cache: tuple[int, str] = (-1, "")
+        self._day_cache: tuple[str, str] = ("", "")
         self._header_cache: tuple[tuple[int, tuple[str, ...]], tuple[str, ...]] = ((-1, ()), ())
         self._corr_cache: tuple[tuple[str, ...] | None, tuple[str, ...]] = (None, ())
         self.workspace = workspace.lower()
@@ -208,24 +232,23 @@ class ModelDataCollector:
         """
         if not self._enabled and not self._debug:
             return None
-        now = _now(_UTC)
+        stamp, day = _stamp(_time_ns())
         converted = self._rows(input_data, () if self._inputs else self._correlation_headers)
         if converted is None:
             return None
         header, rows = converted
         correlation = None
         if self._inputs:
-            correlation = self._generated_fields(user_correlation_id, now)
-            values = list(correlation.values())  # built in CORRELATION_HEADERS order
-            rows = [row + values for row in rows]
+            values, correlation = self._correlation(user_correlation_id, stamp)
+            for row in rows:
+                row += values  # rows are collect()'s own copies
             header = self._with_correlations(header)
         if self._debug:
             _print_csv(header, rows)
         if self._sink is not None:
-            day = now.toordinal()
             cached_day, folder = self._day_cache
             if day != cached_day:
-                folder = os.path.join(self._folder, f"{now:%Y}", f"{now:%m}", f"{now:%d}")
+                folder = os.path.join(self._folder, day)
                 self._day_cache = (day, folder)
             self._sink.put((folder, self._prefix, header, rows))
         return correlation
@@ -260,17 +283,22 @@ class ModelDataCollector:
         return input_data
 
     # --- internals -------------------------------------------------------------------------------
-    def _generated_fields(self, correlation_id: str, now: datetime.datetime) -> dict[str, Any]:
+    def _correlation(self, correlation_id: str, stamp: str) -> tuple[list[Any], dict[str, Any]]:
+        """v1's correlation values for one collect() call, as a row tail and as the returned dict."""
         generated = _ids.new()
-        return {  # in CORRELATION_HEADERS order: collect() relies on it
-            "$aml_dc_correlation_id": f"{correlation_id}-{generated}" if correlation_id else generated,
-            "$aml_dc_scoring_timestamp": now.replace(tzinfo=None).isoformat(),
-            "$aml_dc_boundary": self._boundary,
-            "$aml_workspace": self.workspace,
-            "$aml_service_name": self.service_name,
-            "$aml_model_name": self.model_name,
-            "$aml_model_version": self.model_version,
-            "$aml_request_id": current_request_id.get(),
+        cid = f"{correlation_id}-{generated}" if correlation_id else generated
+        boundary, workspace, service = self._boundary, self.workspace, self.service_name
+        model, version, request_id = self.model_name, self.model_version, current_request_id.get()
+        values = [cid, stamp, boundary, workspace, service, model, version, request_id]
+        return values, {  # CORRELATION_HEADERS, in order
+            "$aml_dc_correlation_id": cid,
+            "$aml_dc_scoring_timestamp": stamp,
+            "$aml_dc_boundary": boundary,
+            "$aml_workspace": workspace,
+            "$aml_service_name": service,
+            "$aml_model_name": model,
+            "$aml_model_version": version,
+            "$aml_request_id": request_id,
         }
 
     def _with_correlations(self, header: tuple[str, ...]) -> tuple[str, ...]:
@@ -300,9 +328,13 @@ class ModelDataCollector:
         """(header, rows), rows copied; None (and v1's warning) for types it cannot collect."""
         if type(data) is list:
             first = data[0] if data else None
-            if type(first) is dict and all(isinstance(r, dict) for r in data):
+            first_type = type(first)
+            if first_type is dict and all(isinstance(r, dict) for r in data):
                 return _dict_rows(data, self._feature_names)
-            rows = list(map(list, data)) if _is_table(data) else [data.copy()]
+            if (first_type is list or first_type is tuple) and (len(data) == 1 or _is_table(data)):
+                rows = list(map(list, data))
+            else:
+                rows = [data.copy()]
             width = len(rows[0]) if len(rows) == 1 else max(map(len, rows), default=0)
             return self._header(width, tail), rows
         if isinstance(data, dict):
@@ -321,8 +353,22 @@ class ModelDataCollector:
         return None
 
 
-_now = datetime.datetime.now
-_UTC = datetime.UTC
+_time_ns = time.time_ns
+_second: tuple[int, str, str] = (-1, "", "")  # the last second _stamp formatted
+
+
+def _stamp(ns: int) -> tuple[str, str]:
+    """(v1's ``$aml_dc_scoring_timestamp``, the partition's ``yyyy/mm/dd``) for ``ns`` nanoseconds
+    since the epoch, in UTC. ``utcnow().isoformat()``'s text, with the part up to the second
+    formatted once per second instead of per call (threads may race to refresh it: same result)."""
+    global _second
+    sec, us = divmod(ns // 1000, 1_000_000)
+    cached = _second
+    if cached[0] != sec:
+        moment = datetime.datetime.fromtimestamp(sec, datetime.UTC).replace(tzinfo=None)
+        day = os.path.join(f"{moment:%Y}", f"{moment:%m}", f"{moment:%d}")
+        cached = _second = (sec, moment.isoformat(), day)
+    return (f"{cached[1]}.{us:06d}" if us else cached[1]), cached[2]
 _correlation_values = operator.itemgetter(*CORRELATION_HEADERS)
 
 
