@@ -119,9 +119,32 @@ def _settings(port: int | None = None) -> Settings:
 
 
 def _workspace() -> Workspace:
+    """The local workspace, or with ``MODELHOST_URL`` a remote control plane (e.g. one installed in a
+    cluster, docs/kubernetes.md) with its admin token read from ``MODELHOST_TOKEN_FILE``: a file, not a
+    variable, so the token stays out of ``ps`` and shell history."""
     from modelhost.sdk import Workspace
 
-    return Workspace()
+    url = os.environ.get("MODELHOST_URL")
+    if not url:
+        return Workspace()
+    token_file = os.environ.get("MODELHOST_TOKEN_FILE")
+    if not token_file:
+        raise ValidationError(
+            f"MODELHOST_URL is {url} but MODELHOST_TOKEN_FILE is not set",
+            hint="Set MODELHOST_TOKEN_FILE to the file holding that control plane's admin token "
+            "('modelhost compute install' names it), or unset MODELHOST_URL for the local workspace.",
+        )
+    try:
+        token = Path(token_file).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValidationError(
+            f"MODELHOST_TOKEN_FILE {token_file} cannot be read: {exc.strerror}",
+            hint="Point MODELHOST_TOKEN_FILE at the admin token file of the control plane at MODELHOST_URL.",
+        ) from exc
+    if not token:
+        raise ValidationError(f"MODELHOST_TOKEN_FILE {token_file} is empty",
+                              hint="Write the control plane's admin token into it.")
+    return Workspace(url=url, token=token)
 
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:

@@ -207,3 +207,29 @@ def test_unreachable_database_fails_the_start_with_its_reason(home: Home) -> Non
     assert (
         json.loads(marker_lines[-1][len(local.START_ERROR_MARKER) :])["error"]["code"] == "store_unavailable"
     )
+
+
+def test_cli_talks_to_a_remote_control_plane_with_url_and_token_file(home: Home, tmp_path: Path) -> None:
+    ws = Workspace()
+    model_file = tmp_path / "remote.bin"
+    model_file.write_bytes(b"registered locally, listed remotely")
+    Model.register(ws, model_file, "remote-model", show_output=False)
+    token_file = tmp_path / "admin.token"
+    token_file.write_text(discovery.load_or_create_token(home.settings.home) + "\n")
+    token_file.chmod(0o600)
+    # another, empty home: only MODELHOST_URL can make the model appear
+    elsewhere = {**home.env, "MODELHOST_HOME": str(tmp_path / "elsewhere"), "MODELHOST_URL": ws.url}
+
+    listed = home.cli("model", "list", extra_env={**elsewhere, "MODELHOST_TOKEN_FILE": str(token_file)})
+    assert listed.returncode == 0, listed.stderr
+    assert "remote-model" in listed.stdout
+    assert not (tmp_path / "elsewhere" / "control.json").exists()  # nothing started locally
+
+    no_file = home.cli("model", "list", extra_env=elsewhere)
+    assert no_file.returncode != 0 and "MODELHOST_TOKEN_FILE is not set" in no_file.stderr
+
+    wrong = tmp_path / "wrong.token"
+    wrong.write_text("not-the-token")
+    refused = home.cli("model", "list", extra_env={**elsewhere, "MODELHOST_TOKEN_FILE": str(wrong)})
+    assert refused.returncode != 0 and "wrong token" in refused.stderr
+    assert "not-the-token" not in refused.stderr + refused.stdout
