@@ -23,7 +23,7 @@ compute_app = typer.Typer(
 )
 _SHOWN = (
     "name", "type", "provisioningState", "namespace", "context", "server", "clusterPurpose",
-    "kubernetesVersion", "registry", "artifactUrl", "createdTime", "description",
+    "kubernetesVersion", "registry", "artifactUrl", "sharedRegistry", "builder", "createdTime", "description",
 )
 
 
@@ -55,14 +55,39 @@ def compute_attach(
     artifact_url: Annotated[
         str | None, typer.Option(help="The control plane's URL as pods reach it (default: its own URL).")
     ] = None,
+    shared_registry: Annotated[
+        str | None, typer.Option(help="A registry looked in after the cluster's (never pushed to).")
+    ] = None,
+    builder: Annotated[
+        str | None, typer.Option(help="Build missing environment images: kaniko, buildkit (a Job) or local.")
+    ] = None,
+    registry_insecure: Annotated[
+        bool, typer.Option(help="The cluster's registry speaks plain HTTP (lookups, pushes).")
+    ] = False,
+    registry_user: Annotated[
+        str | None, typer.Option(help="Registry user; the password from $MODELHOST_REGISTRY_PASSWORD.")
+    ] = None,
+    shared_registry_user: Annotated[
+        str | None,
+        typer.Option(help="Shared registry user; the password from $MODELHOST_SHARED_REGISTRY_PASSWORD."),
+    ] = None,
 ) -> None:
     """Check the cluster (reachable; every permission modelhost needs) and attach it."""
+    import os
+
     from modelhost.cli import _workspace, out
     from modelhost.sdk.compute import ComputeTarget, KubernetesCompute
 
+    def credentials(user: str | None, variable: str) -> dict[str, str] | None:
+        # a password never goes on the command line (ps shows it): the environment holds it
+        return None if user is None else {"username": user, "password": os.environ.get(variable, "")}
+
     config = KubernetesCompute.attach_configuration(
         kubeconfig=kubeconfig, context=context, namespace=namespace, cluster_purpose=purpose,
-        registry=registry, artifact_url=artifact_url,
+        registry=registry, artifact_url=artifact_url, shared_registry=shared_registry, builder=builder,
+        registry_insecure=registry_insecure or None,
+        registry_credentials=credentials(registry_user, "MODELHOST_REGISTRY_PASSWORD"),
+        shared_registry_credentials=credentials(shared_registry_user, "MODELHOST_SHARED_REGISTRY_PASSWORD"),
     )
     target = ComputeTarget.attach(_workspace(), name, config)
     data = target.serialize()
@@ -126,3 +151,67 @@ def compute_install_router(
         out(f"applied {line}")
     out(f"router on {name} (namespace {answer['namespace']}, {answer['clusterPurpose']}): "
         f"{answer['replicas']} replica(s) of {answer['image']}")
+
+
+def _control_summary(status: dict[str, Any]) -> str:
+    """One progress line: each pod's phase and why it waits."""
+    pods = status.get("pods") or []
+    if not pods:
+        return "waiting for the control plane's pod"
+    return "; ".join(f"{p['name']}: {p['phase']}" + "".join(f" ({w})" for w in p["waiting"]) for p in pods)
+
+
+@compute_app.command("install")
+@handles_errors
+def compute_install(
+    name: Annotated[str, typer.Argument(help="The target's name.")],
+    image: Annotated[str | None, typer.Option(help="Image with modelhost[server] installed.")] = None,
+    storage: Annotated[
+        str, typer.Option(help="pvc (kept across restarts) or emptyDir (trials: lost with the pod).")
+    ] = "pvc",
+    size: Annotated[str, typer.Option(help="Size of the PersistentVolumeClaim.")] = "10Gi",
+    storage_class: Annotated[str | None, typer.Option(help="StorageClass of the claim.")] = None,
+    database_secret: Annotated[
+        str | None, typer.Option(help="Secret whose key 'url' is a PostgreSQL URL (default: SQLite).")
+    ] = None,
+    artifact_url: Annotated[
+        str | None, typer.Option(help="Its URL as service pods reach it (default: its Service's DNS name).")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for it to be available (0: don't).")] = 300,
+) -> None:
+    """Install (or update) the control plane itself on an attached cluster and wait until it serves."""
+    import time
+
+    from modelhost.cli import _workspace, out
+    from modelhost.errors import ModelhostError
+
+    client = _workspace()._client
+    body = {"image": image, "storage": storage, "size": size, "storage_class": storage_class,
+            "database_secret": database_secret, "artifact_url": artifact_url}
+    answer = client.post(f"/api/v1/compute/{name}/control", {k: v for k, v in body.items() if v is not None})
+    for line in answer["applied"]:
+        out(f"applied {line}")
+    deadline, last = time.monotonic() + timeout, ""
+    while timeout > 0:
+        status = client.get(f"/api/v1/compute/{name}/control")
+        if status["available"]:
+            out("the control plane is available")
+            break
+        line = _control_summary(status)
+        if line != last:
+            out(line)
+            last = line
+        if time.monotonic() > deadline:
+            raise ModelhostError(
+                f"The control plane on {name} is not available after {timeout:g} s: {line}",
+                hint=f"kubectl -n {answer['namespace']} describe pod "
+                "-l app.kubernetes.io/name=modelhost-control",
+            )
+        time.sleep(1.0)
+    out(f"in the cluster: {answer['url']} (compute target '{answer['targetName']}' deploys into "
+        f"namespace {answer['namespace']})")
+    out(f"from this machine: {answer['portForward']}")
+    out(f"admin token: {answer['tokenFile']} (e.g. Workspace(url='http://127.0.0.1:8790', "
+        "token=open(FILE).read().strip()))")
+    if answer["storage"] == "emptyDir":
+        out("storage emptyDir: models, environments and services are lost whenever the pod is replaced")

@@ -62,19 +62,30 @@ def _granted(rules: list[dict[str, list[str]]], check: AccessCheck) -> bool:
     )
 
 
-@pytest.mark.parametrize("check", required_checks("ml"), ids=lambda c: f"{c.verb}-{c.what}")
+@pytest.mark.parametrize(
+    "check", required_checks("ml", in_cluster_build=True), ids=lambda c: f"{c.verb}-{c.what}"
+)
 def test_the_committed_role_grants_every_permission_attach_checks(check: AccessCheck) -> None:
     assert _granted(_role_rules(), check)
 
 
 def test_the_committed_role_grants_nothing_attach_does_not_check() -> None:
-    checks = required_checks("ml")
+    checks = required_checks("ml", in_cluster_build=True)
     for rule in _role_rules():
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
                 name, _, sub = resource.partition("/")
                 for verb in rule["verbs"]:
                     assert AccessCheck(verb, name, group, sub, "ml") in checks, (verb, resource)
+
+
+def test_job_rights_are_checked_only_for_targets_that_build_in_the_cluster() -> None:
+    jobs = {c.verb for c in required_checks("ml", in_cluster_build=True) if c.resource == "jobs"}
+    assert jobs == {"create", "get", "list", "watch", "patch", "delete"}
+    assert not [c for c in required_checks("ml") if c.resource == "jobs"]
+    assert "cannot create jobs.batch in namespace ml" in {
+        c.describe() for c in required_checks("ml", in_cluster_build=True)
+    }
 
 
 def test_checks_cover_the_runtime_and_discovery() -> None:

@@ -959,14 +959,17 @@ def test_kaniko_registry_credentials_and_base_image() -> None:
 def test_exported_names() -> None:
     assert sorted(k8s_render.__all__) == sorted(
         [
+            "ANCHOR_ROUTE_KEYS",
             "FETCH_MANIFEST_FORMAT",
             "FETCH_TOKEN_DIR",
             "KUBERNETES_VERSIONS",
+            "TOKEN_KEYS_CONFIGMAP",
             "BuildOptions",
             "K8sObject",
             "K8sOptions",
             "ServiceKeys",
             "cpu_quantity",
+            "dockerfile",
             "environment_image",
             "fetch_manifest",
             "fetch_manifest_digest",
@@ -982,6 +985,8 @@ def test_exported_names() -> None:
             "render_keys_secret",
             "render_scale",
             "render_service",
+            "render_token_keys",
+            "route_json",
             "termination_grace_s",
         ]
     )

@@ -29,12 +29,18 @@ from modelhost import __version__
 from modelhost.build.environment import EnvironmentBuilder
 from modelhost.control import api
 from modelhost.control.autoscaler import AutoscalerLoop, RouterLoadSource
+from modelhost.control.cluster_images import TargetImages
+from modelhost.control.cluster_routes import ClusterRouteSync, anchor_route
 from modelhost.control.compute import ComputeService, read_or_create_fetch_token
+from modelhost.control.data_upload import upload_allowed
 from modelhost.control.deploy import Deployer
 from modelhost.control.environments import EnvironmentService
+from modelhost.control.in_cluster import InClusterConfig, register_in_cluster
 from modelhost.control.models import ModelService
 from modelhost.control.operations import Operations
+from modelhost.control.pod_logs import PodLogMirror
 from modelhost.control.router_process import router_healthy, stop_router
+from modelhost.control.router_scaler import RouterScalePolicy, RouterScaler
 from modelhost.control.routing import RoutePublisher
 from modelhost.control.runtimes import RuntimeSet, kubernetes_factory
 from modelhost.control.services import ServiceManager
@@ -78,6 +84,9 @@ class ControlContext:
     fetch_token: str | None = None  # read-only token for GET /api/v1/blobs/* (pods' init container)
     url: str = field(default="")
     telemetry: ReplicaTelemetry | None = None  # replicas' print() output as log records (docs/telemetry.md)
+    pod_logs: PodLogMirror | None = None  # Kubernetes replicas' output mirrored for the telemetry tailer
+    cluster_routes: ClusterRouteSync | None = None  # routes/keys/token keys of in-cluster routers
+    router_scaler: RouterScaler | None = None  # FastProd in-cluster routers scale by their load
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -104,6 +113,12 @@ class ControlContext:
         """Stop the loops and the supervision; replicas (and, while services exist, the router)
         keep running for the next control plane to adopt."""
         self.autoscaler.stop()
+        if self.cluster_routes is not None:
+            self.cluster_routes.stop()
+        if self.router_scaler is not None:
+            self.router_scaler.stop()
+        if self.pod_logs is not None:
+            self.pod_logs.stop()
         if self.telemetry is not None:
             self.telemetry.close()
         self.load_source.close()
@@ -127,6 +142,9 @@ def open_context(settings: Settings, token: str) -> ControlContext:
         if removed:
             _log.info("removed %d unreferenced blob(s)", len(removed))
         compute = ComputeService(settings.home)
+        in_cluster = InClusterConfig.from_env(os.environ)  # installed in a cluster: its namespace
+        if in_cluster is not None:                        # is a compute target (docs/kubernetes.md)
+            register_in_cluster(compute, in_cluster)
         runtime = RuntimeSet(
             LocalRuntime(
                 settings.home, artifacts=artifacts, drain_s=DRAIN_S, replica_user=settings.replica_user
@@ -143,26 +161,45 @@ def open_context(settings: Settings, token: str) -> ControlContext:
     builder = EnvironmentBuilder(settings)
     environments = EnvironmentService(store, builder, operations)
     deployer = Deployer(
-        store, artifacts, builder, runtime, ensure_environment=environments.ensure_for_service
+        store, artifacts, builder, runtime, ensure_environment=environments.ensure_for_service,
+        environment_image=runtime.prepare_image,
     )
     services = ServiceManager(settings, store, artifacts, runtime, operations, deployer)
     policy = TokenPolicy.from_env(os.environ)
     tokens = TokenService(SigningKeys.open(settings.home, ttl_s=policy.ttl_s, now=time.time()), policy,
                           lambda name: services.settings_of(store.get_service(name)).auth,
-                          publish=lambda: publisher.publish_now())
+                          publish=lambda: publish_routes())
     publisher = RoutePublisher(settings, services.route_sources, tokens=tokens.table_keys)
     services.publisher = publisher
     runtime.target_of = services.compute_target_of
     compute.services_using = services.services_on
     services.compute_exists = compute.exists
+    images = TargetImages(compute, control_url=f"http://{settings.host}:{settings.control_port}")
+    runtime.images = images
     runtime.factory = kubernetes_factory(
         compute,
         artifacts,
+        images=images,
         control_url=f"http://{settings.host}:{settings.control_port}",
         fetch_token=fetch_token,
         keys=services.keys_of,
+        route=lambda name: anchor_route(services.route_source(name)),
+        token_keys=tokens.table_keys,
     )
-    compute.on_detach = runtime.close_target
+
+    def detached(name: str) -> None:
+        runtime.close_target(name)
+        images.forget(name)
+
+    compute.on_detach = detached
+    # in-cluster routers read routes, keys and token keys from their namespace: keep them current
+    cluster_routes = ClusterRouteSync(services.cluster_route_sources, runtime.for_target, tokens.table_keys)
+    services.on_routes_changed = cluster_routes.sync_now
+
+    def publish_routes() -> None:  # a key rotation reaches the local router and every cluster's
+        publisher.publish_now()
+        cluster_routes.sync_now()
+
     if publisher.check_router_now() is None:
         _log.error("the router is not running: %s", publisher.router_error)
     publisher.publish_now()
@@ -182,6 +219,12 @@ def open_context(settings: Settings, token: str) -> ControlContext:
 
     services.utilization = utilization
     autoscaler.start()
+    cluster_routes.start()
+    router_scaler = RouterScaler(
+        lambda: [(v["name"], v["namespace"]) for v in compute.list_views()
+                 if v.get("clusterPurpose") == "FastProd"],
+        compute.api_client, RouterScalePolicy.from_env(os.environ))
+    router_scaler.start()
     services.restore()
     telemetry = ReplicaTelemetry(
         settings.home / "telemetry",
@@ -191,6 +234,12 @@ def open_context(settings: Settings, token: str) -> ControlContext:
         env=dict(os.environ),
     )
     telemetry.start()
+    pod_logs = PodLogMirror(  # pods' output into the files the tailer reads (control/pod_logs.py)
+        settings.logs_dir / "replicas",
+        lambda: [s.name for s in services.route_sources() if s.settings.enable_app_insights],
+        runtime.log_streams,
+    )
+    pod_logs.start()
     return ControlContext(
         settings=settings,
         token=token,
@@ -209,6 +258,9 @@ def open_context(settings: Settings, token: str) -> ControlContext:
         fetch_token=fetch_token,
         url=f"http://{settings.host}:{settings.control_port}",
         telemetry=telemetry,
+        pod_logs=pod_logs,
+        cluster_routes=cluster_routes,
+        router_scaler=router_scaler,
     )
 
 
@@ -223,6 +275,7 @@ class BearerAuth:
         self._prefix = prefix
         # pods on an attached cluster fetch blobs with this token; it opens nothing else
         self._blob_read = f"Bearer {blob_token}".encode() if blob_token else None
+        self._fetch = blob_token
 
     def _blob_read_allowed(self, scope: Scope, given: bytes) -> bool:
         return (
@@ -235,7 +288,12 @@ class BearerAuth:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and str(scope["path"]).startswith(self._prefix):
             given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self._expected) and not self._blob_read_allowed(scope, given):
+            if (
+                not hmac.compare_digest(given, self._expected)
+                and not self._blob_read_allowed(scope, given)
+                # pods' uploader sidecars: PUT .../services/<name>/data/... with <name>'s upload token
+                and not upload_allowed(str(scope.get("method")), str(scope["path"]), given, self._fetch)
+            ):
                 what = "a wrong token" if given else "no token"
                 error = AuthenticationError(
                     f"The control plane refused the request to {scope['path']}: {what}"

@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 _TIMEOUT_S = 5.0
+_IN_CLUSTER_BUILDERS = ("kaniko", "buildkit")  # builders that run as a Job: the attach checks Job rights
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,11 @@ class ComputeTargetRecord:
     registry: str = DEFAULT_REGISTRY
     artifact_url: str | None = None  # None: the control plane's own URL
     type: str = "Kubernetes"
+    # environment images (docs/kubernetes.md): the credentials live in <name>.registries.json
+    shared_registry: str | None = None
+    registry_insecure: bool = False
+    builder: str | None = None
+    in_cluster: bool = False  # the control plane's own namespace (control/in_cluster.py); never a file
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,7 +84,11 @@ class ComputeTargetRecord:
             "kubernetesVersion": self.kubernetes_version,
             "registry": self.registry,
             "artifactUrl": self.artifact_url,
+            "sharedRegistry": self.shared_registry,
+            "registryInsecure": self.registry_insecure,
+            "builder": self.builder,
             "createdTime": self.created_time,
+            "inCluster": self.in_cluster,
         }
 
 
@@ -164,8 +174,9 @@ def _namespace_exists(core: Any, namespace: str) -> bool:
     return True
 
 
-def probe_cluster(view: KubeconfigView, namespace: str) -> ProbeResult:
-    """Reachability, then every permission; creates ``namespace`` when missing and allowed.
+def probe_cluster(view: KubeconfigView, namespace: str, in_cluster_build: bool = False) -> ProbeResult:
+    """Reachability, then every permission (build Jobs' too with ``in_cluster_build``); creates
+    ``namespace`` when missing and allowed.
     Raises ``ValidationError`` naming the server and context, or every refused permission."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
@@ -184,7 +195,8 @@ def probe_cluster(view: KubeconfigView, namespace: str) -> ProbeResult:
         try:
             authz = client.AuthorizationV1Api(api)
             exists = _namespace_exists(client.CoreV1Api(api), namespace)
-            checks = list(required_checks(namespace)) + ([] if exists else [namespace_check()])
+            checks = list(required_checks(namespace, in_cluster_build=in_cluster_build))
+            checks += [] if exists else [namespace_check()]
             missing = [c for c in checks if not _allowed(authz, c)]
             if missing:
                 message, details, hint = missing_message(missing, namespace)
@@ -236,7 +248,7 @@ class ComputeService:
     """The compute targets of one workspace (see the module docstring)."""
 
     def __init__(
-        self, home: Path, probe: Callable[[KubeconfigView, str], ProbeResult] = probe_cluster
+        self, home: Path, probe: Callable[[KubeconfigView, str, bool], ProbeResult] = probe_cluster
     ) -> None:
         self._dir = home / "compute"
         self._secrets = home / "secrets" / "compute"
@@ -257,6 +269,13 @@ class ComputeService:
     def kubeconfig_path(self, name: str) -> Path:
         return self._secrets / f"{name}.kubeconfig"
 
+    def registry_credentials(self, name: str) -> dict[str, tuple[str, str]]:
+        """``{"registry"|"shared_registry": (username, password)}`` given at attach (a secret)."""
+        path = self._secrets / f"{name}.registries.json"
+        if not path.is_file():
+            return {}
+        return {k: (str(v[0]), str(v[1])) for k, v in json.loads(path.read_text()).items()}
+
     def get(self, name: str) -> ComputeTargetRecord:
         """An attached cluster; ``NotFoundError`` for an unknown name (and for ``local``)."""
         with self._lock:
@@ -271,8 +290,17 @@ class ComputeService:
     def api_client(self, name: str) -> Any:
         """A ``kubernetes.client.ApiClient`` from the target's stored kubeconfig."""
         record = self.get(name)
+        if record.in_cluster:
+            from modelhost.control.in_cluster import in_cluster_api_client
+
+            return in_cluster_api_client()
         view = read_kubeconfig(self.kubeconfig_path(name).read_text(), record.context)
         return api_client(view)
+
+    def register_in_cluster(self, record: ComputeTargetRecord) -> None:
+        """Add the control plane's own namespace as a target (in memory only, see control/in_cluster.py)."""
+        with self._lock:
+            self._targets[record.name] = record
 
     def exists(self, name: str) -> bool:
         with self._lock:
@@ -301,9 +329,19 @@ class ComputeService:
                 )
             self._attaching.add(name)
         try:
-            result = self._probe(view, request.namespace)
+            result = self._probe(view, request.namespace, request.builder in _IN_CLUSTER_BUILDERS)
             record = self._record(request, view, result)
             _write_private(self.kubeconfig_path(name), request.kubeconfig.encode())
+            credentials = {
+                k: list(v)
+                for k, v in (
+                    ("registry", request.registry_credentials),
+                    ("shared_registry", request.shared_registry_credentials),
+                )
+                if v is not None
+            }
+            if credentials:
+                _write_private(self._secrets / f"{name}.registries.json", json.dumps(credentials).encode())
             _write_private(self._dir / f"{name}.json", json.dumps(asdict(record), indent=2).encode())
             with self._lock:
                 self._targets[name] = record
@@ -326,6 +364,9 @@ class ComputeService:
             created_time=datetime.now(UTC).isoformat(),
             registry=request.registry,
             artifact_url=request.artifact_url,
+            shared_registry=request.shared_registry,
+            registry_insecure=request.registry_insecure,
+            builder=request.builder,
         )
 
     def detach(self, name: str) -> dict[str, Any]:
@@ -336,7 +377,11 @@ class ComputeService:
                 "'local' is this machine: it is built in and cannot be detached",
                 hint="Detach only attached clusters ('modelhost compute list').",
             )
-        self.get(name)
+        if self.get(name).in_cluster:
+            raise ValidationError(
+                f"Compute target {name} is the namespace this control plane runs in: it cannot be detached",
+                hint="Uninstall the control plane from the cluster instead (docs/kubernetes.md).",
+            )
         using = self.services_using(name)
         if using:
             raise ConflictError(
@@ -346,7 +391,11 @@ class ComputeService:
         with self._lock:
             self._targets.pop(name, None)
         self.on_detach(name)
-        for path in (self._dir / f"{name}.json", self.kubeconfig_path(name)):
+        for path in (
+            self._dir / f"{name}.json",
+            self.kubeconfig_path(name),
+            self._secrets / f"{name}.registries.json",
+        ):
             path.unlink(missing_ok=True)
         return {"name": name, "detached": True}
 

@@ -38,8 +38,9 @@ class AccessCheck:
         return f"cannot {self.verb} {self.what} {where}"
 
 
-def required_checks(namespace: str) -> tuple[AccessCheck, ...]:
-    """Everything the Kubernetes runtime and the router's discovery do in ``namespace``."""
+def required_checks(namespace: str, *, in_cluster_build: bool = False) -> tuple[AccessCheck, ...]:
+    """Everything the Kubernetes runtime and the router's discovery do in ``namespace``; with
+    ``in_cluster_build`` (a target whose builder is kaniko or buildkit) also the build Jobs' rights."""
 
     def each(verbs: Sequence[str], resource: str, group: str = "", sub: str = "") -> list[AccessCheck]:
         return [AccessCheck(v, resource, group, sub, namespace) for v in verbs]
@@ -56,6 +57,8 @@ def required_checks(namespace: str) -> tuple[AccessCheck, ...]:
         + each(("list", "watch"), "events")
         + each(("list",), "replicasets", "apps")  # a rollout's events are its ReplicaSets'
         + each(("list", "watch"), "endpointslices", "discovery.k8s.io")
+        # a build Job per missing environment image (runtime/image_build.py): apply, follow, retry
+        + (each(_ALL, "jobs", "batch") if in_cluster_build else [])
     )
 
 

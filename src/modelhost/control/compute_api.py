@@ -88,6 +88,37 @@ async def install_router(request: Request) -> Response:
     return JSONResponse(await run_in_threadpool(install, _compute(request), name, body))
 
 
+async def install_control(request: Request) -> Response:
+    """
+    summary: Install (or update) the control plane itself on an attached cluster by server-side apply
+    requestBody: {content: {application/json: {example: {image: "modelhost/modelhost:1.0",
+      storage: pvc, size: 10Gi, database_secret: null, artifact_url: null}}}}
+    responses:
+      200: {description: "{name, namespace, image, storage, applied, url, tokenFile, portForward}"}
+      400: {description: "invalid body, or the cluster refused an object (named)"}
+      404: {description: unknown target}
+    """
+    from modelhost.control.compute_install import install_control as install
+
+    name = request.path_params["name"]
+    body = await json_body(request)
+    home = request.app.state.ctx.settings.home
+    return JSONResponse(await run_in_threadpool(install, _compute(request), home, name, body))
+
+
+async def control_status(request: Request) -> Response:
+    """
+    summary: The installed control plane's state on an attached cluster (Deployment and pod)
+    responses:
+      200: {description: "{installed, available, readyReplicas, pods: [{name, phase, podIP, waiting}]}"}
+      404: {description: unknown target}
+    """
+    from modelhost.control.compute_install import control_status as status
+
+    name = request.path_params["name"]
+    return JSONResponse(await run_in_threadpool(status, _compute(request), name))
+
+
 def routes() -> list[Route]:
     return [
         Route("/api/v1/compute", list_compute, methods=["GET"]),
@@ -95,4 +126,6 @@ def routes() -> list[Route]:
         Route("/api/v1/compute/{name}", attach_compute, methods=["PUT"]),
         Route("/api/v1/compute/{name}", detach_compute, methods=["DELETE"]),
         Route("/api/v1/compute/{name}/router", install_router, methods=["POST"]),
+        Route("/api/v1/compute/{name}/control", install_control, methods=["POST"]),
+        Route("/api/v1/compute/{name}/control", control_status, methods=["GET"]),
     ]

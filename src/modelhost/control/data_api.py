@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from modelhost.control import data_collection as dc
+from modelhost.control import data_upload
 from modelhost.errors import NotFoundError
 from modelhost.spec.deployment import config_from_payload
 
@@ -112,4 +113,5 @@ def routes() -> list[Route]:
     return [
         Route("/api/v1/services/{name}/data", list_data, methods=["GET"]),
         Route("/api/v1/services/{name}/data/export", export_data, methods=["GET"]),
+        *data_upload.routes(),  # PUT .../data/{path}: files from pods' uploader sidecars
     ]

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -41,7 +41,7 @@ from modelhost.spec.deployment import (
     check_deploy,
     config_from_payload,
 )
-from modelhost.spec.environment import EnvironmentSpec
+from modelhost.spec.environment import EnvironmentSpec, python_minor
 from modelhost.store.artifacts import ArtifactStore
 from modelhost.store.metadata import Store
 from modelhost.store.records import ModelRecord, ServiceRecord
@@ -253,6 +253,8 @@ def plan_update(
 
 
 LogFn = Callable[[str], None]
+# (service, environment hash, requirements, Python minor, log): RuntimeSet.prepare_image
+ImageHook = Callable[[str, str, Sequence[str], str | None, LogFn], None]
 
 
 class Deployer:
@@ -266,12 +268,14 @@ class Deployer:
         runtime: Runtime,
         *,
         ensure_environment: Callable[[str, int, LogFn], tuple[Path, dict[str, str]]] | None = None,
+        environment_image: ImageHook | None = None,
     ) -> None:
         self._store = store
         self._artifacts = artifacts
         self._builder = builder
         self._runtime = runtime
         self._ensure_environment = ensure_environment
+        self._environment_image = environment_image
 
     def environment(self, record: ServiceRecord, log: LogFn) -> tuple[Path, dict[str, str]]:
         """The interpreter and environment variables the replicas run with."""
@@ -280,11 +284,26 @@ class Deployer:
             return Path(sys.executable), {}
         name, version = record.environment_name, record.environment_version
         if self._ensure_environment is not None:
-            return self._ensure_environment(name, version, log)
-        env = self._store.get_environment(name, version)
+            found = self._ensure_environment(name, version, log)
+        else:
+            env = self._store.get_environment(name, version)
+            spec = EnvironmentSpec.from_dict(env.spec)
+            built = self._builder.ensure(spec, log=lambda line: log(f"environment: {line}"))
+            found = built.python, dict(spec.env_vars)
+        self.environment_image(record, log)
+        return found
+
+    def environment_image(self, record: ServiceRecord, log: LogFn) -> None:
+        """On a cluster target with an image chain: find (or build) the environment's image before
+        anything is applied (``environment_image`` hook: ``RuntimeSet.prepare_image``)."""
+        if self._environment_image is None or record.compute_type == "Local":
+            return
+        if record.environment_name is None or record.environment_version is None:
+            return
+        env = self._store.get_environment(record.environment_name, record.environment_version)
         spec = EnvironmentSpec.from_dict(env.spec)
-        built = self._builder.ensure(spec, log=lambda line: log(f"environment: {line}"))
-        return built.python, dict(spec.env_vars)
+        minor = python_minor(spec.python) or f"{sys.version_info.major}.{sys.version_info.minor}"
+        self._environment_image(record.name, self._builder.spec_hash(spec), spec.requirements, minor, log)
 
     def environment_hash(self, record: ServiceRecord) -> str | None:
         """The content hash of the service's environment (it names the image on Kubernetes); None

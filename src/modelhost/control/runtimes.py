@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from modelhost.control.compute import ComputeService
+from modelhost.control.pod_logs import LogStream
 from modelhost.errors import ModelhostError, NotFoundError
 from modelhost.runtime.base import Runtime, ServiceDeployment, ServiceStatus
+from modelhost.runtime.image_chain import EnvironmentImages
 from modelhost.runtime.kubernetes import BlobSink
 from modelhost.spec.compute import LOCAL_TARGET
 from modelhost.types import ReplicaId, ServiceName
@@ -51,6 +54,19 @@ class RuntimeSet:
         self._lock = threading.Lock()
         self._remote: dict[str, Runtime] = {}
         self._last: dict[str, ServiceStatus] = {}
+        # a cluster's image lookup chain (control/cluster_images.py); None: run tags as they are
+        self.images: Callable[[str], EnvironmentImages | None] = lambda _target: None
+
+    def prepare_image(
+        self, service: str, env_hash: str, requirements: Sequence[str], python: str | None,
+        log: Callable[[str], None],
+    ) -> None:
+        """Before a Kubernetes deploy: the target's image lookup chain, building when it must
+        (docs/kubernetes.md, "Environment images"); nothing for local or plain-tag targets."""
+        target = self.target_of(service)
+        images = None if target == LOCAL_TARGET else self.images(target)
+        if images is not None:
+            images.ensure(env_hash, requirements, log, python=python)
 
     def for_target(self, target: str) -> Runtime:
         if target == LOCAL_TARGET:
@@ -125,6 +141,12 @@ class RuntimeSet:
     def logs(self, service: ServiceName, *, replica: ReplicaId | None = None, tail: int = 5000) -> str:
         return self._of(service).logs(service, replica=replica, tail=tail)
 
+    def log_streams(self, service: str) -> list[LogStream]:
+        """Followable logs of a Kubernetes service's pods (control/pod_logs.py); [] for local ones,
+        whose log files the telemetry tailer reads directly."""
+        streams = getattr(self._of(service), "log_streams", None)
+        return list(streams(service)) if streams is not None else []
+
     def delete(self, service: ServiceName) -> None:
         self._of(service).delete(service)
         with self._lock:
@@ -160,6 +182,9 @@ def kubernetes_factory(
     control_url: str,
     fetch_token: str,
     keys: Callable[[str], tuple[str, str] | None],
+    route: Callable[[str], Mapping[str, Any] | None] | None = None,
+    token_keys: Callable[[], tuple[str, Mapping[str, str]]] | None = None,
+    images: Callable[[str], EnvironmentImages | None] | None = None,
 ) -> Callable[[str], Runtime]:
     """Builds the Kubernetes runtime of an attached cluster from its stored kubeconfig and options."""
 
@@ -176,9 +201,17 @@ def kubernetes_factory(
             namespace=record.namespace,
             registry=record.registry,
             artifact_url=record.artifact_url or control_url,
+            registry_insecure=record.registry_insecure,
         )
+        chain = images(target) if images is not None else None
+
+        def image_of(d: ServiceDeployment) -> str:  # the digest the deploy's lookup found
+            assert chain is not None and d.environment_hash is not None  # the runtime checked it
+            return chain.reference(d.environment_hash)
+
         return KubernetesRuntime(
-            compute.api_client(target), options, blobs=blobs, fetch_token=fetch_token, keys=service_keys
+            compute.api_client(target), options, blobs=blobs, fetch_token=fetch_token, keys=service_keys,
+            route=route, token_keys=token_keys, environment_image=image_of if chain is not None else None,
         )
 
     return make

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from filelock import FileLock, Timeout
 
 from modelhost import __version__
-from modelhost.control.discovery import load_or_create_token, remove_info, write_info
+from modelhost.control.discovery import remove_info, write_info
 from modelhost.errors import ConflictError, ControlPlaneUnavailableError
 from modelhost.sdk import local
 from modelhost.sdk.local import ControlInfo, read_info
@@ -101,11 +101,12 @@ def serve(settings: Settings) -> None:
 
             from modelhost.control._uvicorn import QuietExitServer
             from modelhost.control.app import create_app, open_context
+            from modelhost.control.in_cluster import admin_token
             from modelhost.control.tls_config import control_tls_from_env, load_front_door
 
             # a bad certificate fails the start before anything else is started
             tls = control_tls_from_env(os.environ, settings, datetime.now(UTC))
-            token = load_or_create_token(settings.home)
+            token = admin_token(os.environ, settings.home)  # a mounted Secret in a cluster
             load_front_door(settings)  # scoring URIs say https:// while the router serves TLS
             ctx = open_context(settings, token)
             if tls is not None:

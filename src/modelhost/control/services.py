@@ -134,6 +134,8 @@ class ServiceManager:
         # set by the composition root: whether a compute target is attached ('local' always is)
         self.compute_exists: Callable[[str], bool] = lambda name: name == "local"
         self._log_response = LogResponseLookup(store)  # request telemetry's response value on/off
+        # set by the composition root: re-apply what in-cluster routers read (control/cluster_routes.py)
+        self.on_routes_changed: Callable[[], None] = lambda: None
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -224,6 +226,27 @@ class ServiceManager:
             RouteSource(r.name, self.settings_of(r), keys.get(r.name), self._status(r.name),
                         log_response=self._log_response(r, self.settings_of(r)))
             for r in records
+        ]
+
+    def route_source(self, name: str) -> RouteSource | None:
+        """One service's route inputs without its status (a cluster anchor's ``data.route``)."""
+        with self._lock:
+            record = self._records.get(name)
+            keys = self._keys.get(name)
+        if record is None:
+            return None
+        return RouteSource(record.name, self.settings_of(record), keys, None,
+                           log_response=self._log_response(record, self.settings_of(record)))
+
+    def cluster_route_sources(self) -> list[tuple[str, RouteSource]]:
+        """``(target, route inputs)`` of every service on a cluster target (none being deleted)."""
+        with self._lock:
+            records = [r for r in self._records.values() if r.name not in self._deleting]
+            keys = dict(self._keys)
+        return [
+            (_target(r.config), RouteSource(r.name, self.settings_of(r), keys.get(r.name), None,
+                                            log_response=self._log_response(r, self.settings_of(r))))
+            for r in records if _target(r.config) != "local"
         ]
 
     def autoscale_configs(self) -> dict[ServiceName, AutoscaleConfig]:
@@ -320,6 +343,7 @@ class ServiceManager:
     def _publish(self) -> None:
         if self.publisher is not None:
             self.publisher.publish_now()
+        self.on_routes_changed()
 
     # -- deploy --------------------------------------------------------------------------------
 

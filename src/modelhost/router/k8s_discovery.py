@@ -9,6 +9,8 @@ config without ``--kubeconfig``) watches, in namespace ``N``:
 - their keys Secrets (``component=keys``: ``primaryKey``/``secondaryKey``);
 - their EndpointSlices (``kubernetes.io/service-name=modelhost-<service>``), in
   ``discovery.k8s.io/v1``, or ``v1beta1`` where the server does not serve v1 (Kubernetes < 1.21);
+- the token keys ConfigMap (``component=token-keys``: ``issuer`` and ``keys``, JSON of
+  ``kid -> Ed25519 public key``): what token-auth services' JWTs are verified with, offline;
 
 and publishes a :class:`~.table.RoutingTable` holding only **ready** endpoints after every change.
 :func:`table_from_objects` is the pure part; :class:`KubernetesDiscovery` does the watching.
@@ -103,8 +105,24 @@ def _settings(anchor: Obj, name: str) -> dict[str, Any]:
     return {k: parsed[k] for k in _ROUTE_KEYS if isinstance(parsed, dict) and k in parsed}
 
 
+def _token_settings(configs: Iterable[Obj]) -> dict[str, Any]:
+    """``token_issuer``/``token_keys`` from the token keys ConfigMap; none when absent or invalid."""
+    for config in configs:
+        data = config.get("data") or {}
+        try:
+            keys = json.loads(data.get("keys") or "{}")
+            found = {"token_issuer": data.get("issuer") or None, "token_keys": keys}
+            table_from_json(found)  # validates the issuer and that each key is a public key
+        except (ValueError, ValidationError) as exc:
+            log.warning("discovery: the token keys ConfigMap is not valid (%s); token auth refuses all",
+                        getattr(exc, "message", type(exc).__name__))
+            return {}
+        return found
+    return {}
+
+
 def table_from_objects(anchors: Iterable[Obj], secrets: Iterable[Obj], slices: Iterable[Obj],
-                       version: int) -> RoutingTable:
+                       version: int, token_configs: Iterable[Obj] = ()) -> RoutingTable:
     """The table for the namespace's objects now (pure). A service exists when its anchor does."""
     by_service: dict[str, list[Obj]] = {}
     for s in slices:
@@ -118,14 +136,17 @@ def table_from_objects(anchors: Iterable[Obj], secrets: Iterable[Obj], slices: I
         if not isinstance(name, str) or not name:
             continue
         replicas = _ready_replicas(by_service.get(name, []))
+        settings = _settings(anchor, name)
         route = {
             "replicas": [{"id": r.id, "host": r.host, "port": r.port} for r in replicas],
-            "keys": list(_keys(keys.get(name))),
-            **_settings(anchor, name),
+            # a token service's keys never enter the table (D12)
+            "keys": [] if settings.get("auth_mode") == "token" else list(_keys(keys.get(name))),
+            **settings,
         }
         routes[name] = route
+    tokens = _token_settings(token_configs)
     try:
-        return table_from_json({"services": routes, "version": version})
+        return table_from_json({"services": routes, "version": version, **tokens})
     except ValidationError as exc:  # one bad anchor must not take every route down
         log.warning("discovery: %s; keeping services with valid settings only", exc.message)
         good = {}
@@ -135,7 +156,7 @@ def table_from_objects(anchors: Iterable[Obj], secrets: Iterable[Obj], slices: I
                 good[name] = route
             except ValidationError:
                 continue
-        return table_from_json({"services": good, "version": version})
+        return table_from_json({"services": good, "version": version, **tokens})
 
 
 class KubernetesDiscovery:
@@ -147,7 +168,7 @@ class KubernetesDiscovery:
         self._publish = publish
         self._api = api_client if api_client is not None else _api_client(options)
         self._lock = threading.Lock()
-        self._objects: dict[str, dict[str, Obj]] = {"anchors": {}, "secrets": {}, "slices": {}}
+        self._objects: dict[str, dict[str, Obj]] = {"anchors": {}, "secrets": {}, "slices": {}, "tokens": {}}
         self._version = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -165,6 +186,8 @@ class KubernetesDiscovery:
                 ns, label_selector=f"{_MANAGED},{_COMPONENT}=anchor", **kw),
             "secrets": lambda **kw: core.list_namespaced_secret(
                 ns, label_selector=f"{_MANAGED},{_COMPONENT}=keys", **kw),
+            "tokens": lambda **kw: core.list_namespaced_config_map(
+                ns, label_selector=f"{_MANAGED},{_COMPONENT}=token-keys", **kw),
             "slices": lambda **kw: custom.list_namespaced_custom_object(
                 "discovery.k8s.io", self.slice_version, ns, "endpointslices",
                 label_selector=_SERVICE_NAME_LABEL, **kw),
@@ -188,7 +211,8 @@ class KubernetesDiscovery:
             self._version += 1
             objects = {k: list(v.values()) for k, v in self._objects.items()}
             version = self._version
-        return table_from_objects(objects["anchors"], objects["secrets"], objects["slices"], version)
+        return table_from_objects(objects["anchors"], objects["secrets"], objects["slices"], version,
+                                  objects["tokens"])
 
     def _emit(self) -> None:
         self._publish(self.table())

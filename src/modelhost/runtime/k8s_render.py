@@ -24,18 +24,22 @@ from typing import Any, Literal
 from modelhost import __version__
 from modelhost.errors import ValidationError
 from modelhost.runtime import k8s_names as names
+from modelhost.runtime import k8s_render_upload as upload
 from modelhost.runtime.base import ModelSpec, ProbeSettings, Resources, ServiceDeployment
 from modelhost.runtime.layout import layout_for
 
 __all__ = [
+    "ANCHOR_ROUTE_KEYS",
     "FETCH_MANIFEST_FORMAT",
     "FETCH_TOKEN_DIR",
     "KUBERNETES_VERSIONS",
+    "TOKEN_KEYS_CONFIGMAP",
     "BuildOptions",
     "K8sObject",
     "K8sOptions",
     "ServiceKeys",
     "cpu_quantity",
+    "dockerfile",
     "environment_image",
     "fetch_manifest",
     "fetch_manifest_digest",
@@ -51,6 +55,8 @@ __all__ = [
     "render_keys_secret",
     "render_scale",
     "render_service",
+    "render_token_keys",
+    "route_json",
     "termination_grace_s",
 ]
 
@@ -120,6 +126,9 @@ class BuildOptions:
     python: str = "3.11"
     base_image: str | None = None  # default python:<python>-slim
     modelhost_requirement: str = f"modelhost=={__version__}"
+    # a wheel or source folder in the build context, installed instead of modelhost_requirement
+    # (local builds: the builder copies it in; a ConfigMap context cannot hold it)
+    modelhost_source: str | None = None
     kaniko_image: str = "gcr.io/kaniko-project/executor:v1.23.2"
     buildkit_image: str = "moby/buildkit:v0.16.0-rootless"
     timeout_s: int = 3600
@@ -240,10 +249,36 @@ def _metadata(
 # the anchor, the Secrets and the discovery Service
 
 
-def render_anchor(service: str, options: K8sOptions) -> K8sObject:
+ANCHOR_ROUTE_KEYS = (
+    "auth_enabled", "auth_mode", "max_concurrent_per_replica", "max_queue_wait_ms", "scoring_timeout_ms",
+    "scale_to_zero", "cold_start_wait_ms",
+)
+"""The route settings an anchor's ``data.route`` may carry (what the in-cluster router reads)."""
+TOKEN_KEYS_CONFIGMAP = "modelhost-token-keys"
+
+
+def route_json(service: str, route: Mapping[str, Any]) -> str:
+    """``route`` as the anchor's ``data.route`` (compact, sorted JSON), checked as the router would
+    read it: only :data:`ANCHOR_ROUTE_KEYS`, each value valid for a routing-table route."""
+    from modelhost.router.table import table_from_json  # the router's own validation, no I/O
+
+    unknown = sorted(set(route) - set(ANCHOR_ROUTE_KEYS))
+    if unknown:
+        raise _invalid(f"route of service {service!r} has unknown keys {unknown}",
+                       f"Use only {', '.join(ANCHOR_ROUTE_KEYS)}.")
+    table_from_json({"services": {service: dict(route)}})
+    return json.dumps(dict(route), sort_keys=True, separators=(",", ":"))
+
+
+def render_anchor(service: str, options: K8sOptions, route: Mapping[str, Any] | None = None) -> K8sObject:
     """The per-service ConfigMap every other object's ``ownerReferences`` point to: deleting it
-    (``propagationPolicy=Foreground`` to wait) makes the garbage collector remove everything."""
+    (``propagationPolicy=Foreground`` to wait) makes the garbage collector remove everything.
+    ``route`` (the routing settings, :func:`route_json`) goes into ``data.route`` for the
+    in-cluster router."""
     _check_options(options)
+    data = {"service": service}
+    if route is not None:
+        data["route"] = route_json(service, route)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -253,7 +288,36 @@ def render_anchor(service: str, options: K8sOptions) -> K8sObject:
             names.object_labels(service, "anchor", options.extra_labels),
             [],
         ),
-        "data": {"service": service},
+        "data": data,
+    }
+
+
+def render_token_keys(issuer: str, public_keys: Mapping[str, str], options: K8sOptions) -> K8sObject:
+    """The namespace's ConfigMap of token-verification keys: the issuer and ``kid -> public key``
+    (JSON). Public halves only; each is checked to be an Ed25519 public key, so a private key
+    can never be written here by mistake."""
+    from modelhost.router.tokens import public_key_from_text
+
+    _check_options(options)
+    if not issuer:
+        raise _invalid("the token issuer is empty", "Open the control plane's signing keys first.")
+    for kid, text in public_keys.items():
+        try:
+            public_key_from_text(text)
+        except ValueError as exc:
+            raise _invalid(f"token key {kid!r} is not an Ed25519 public key: {exc}",
+                           "Publish only the public halves of the signing keys.") from exc
+    labels = {
+        **options.extra_labels,
+        names.LABEL_PART_OF: names.MANAGED_BY,
+        names.LABEL_MANAGED_BY: names.MANAGED_BY,
+        names.LABEL_COMPONENT: "token-keys",
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(TOKEN_KEYS_CONFIGMAP, options, labels, []),
+        "data": {"issuer": issuer, "keys": json.dumps(dict(public_keys), sort_keys=True)},
     }
 
 
@@ -533,6 +597,10 @@ def _scoring_container(d: ServiceDeployment, image: str, options: K8sOptions) ->
     source = PurePosixPath(d.source_dir)
     entry = source / (PurePosixPath(d.entry_script).name if d.snapshot is None else d.entry_script)
     liveness, readiness = _probes(d.probe)
+    env = _scoring_env(d, options, _literal(str(layout.model_dir)), _literal(str(entry)))
+    mounts = [{"name": "app", "mountPath": names.APP_ROOT}]
+    if upload.collects(d.env):  # rows go to the pod's data volume; the upload sidecar ships them
+        env, mounts = upload.pod_data_env(env), [*mounts, upload.data_mount()]
     return {
         "name": "scoring",
         "image": image,
@@ -552,7 +620,7 @@ def _scoring_container(d: ServiceDeployment, image: str, options: K8sOptions) ->
         ],
         "workingDir": names.APP_ROOT,
         "ports": [{"name": "http", "containerPort": names.SCORING_PORT, "protocol": "TCP"}],
-        "env": _scoring_env(d, options, _literal(str(layout.model_dir)), _literal(str(entry))),
+        "env": env,
         "resources": _resources(d.resources, options.gpu_resource),
         "livenessProbe": liveness,
         "readinessProbe": readiness,
@@ -562,11 +630,11 @@ def _scoring_container(d: ServiceDeployment, image: str, options: K8sOptions) ->
             }
         },
         "securityContext": _security_context(),
-        "volumeMounts": [{"name": "app", "mountPath": names.APP_ROOT}],
+        "volumeMounts": mounts,
     }
 
 
-def _volumes(options: K8sOptions) -> list[K8sObject]:
+def _volumes(options: K8sOptions, d: ServiceDeployment) -> list[K8sObject]:
     empty: K8sObject = {}
     if options.app_volume_size_limit_gb is not None:
         empty["sizeLimit"] = memory_quantity(options.app_volume_size_limit_gb)
@@ -580,6 +648,18 @@ def _volumes(options: K8sOptions) -> list[K8sObject]:
                 "defaultMode": 0o440,
             },
         },
+        *(upload.data_volumes(d.service) if upload.collects(d.env) else []),
+    ]
+
+
+def _upload_containers(d: ServiceDeployment, options: K8sOptions, image: str) -> list[K8sObject]:
+    if not upload.collects(d.env):
+        return []
+    return [
+        upload.uploader_container(
+            d.service, options.fetch_image or image, options.image_pull_policy, options.artifact_url,
+            termination_grace_s(d, options), _security_context(),
+        )
     ]
 
 
@@ -596,8 +676,8 @@ def _pod_spec(d: ServiceDeployment, options: K8sOptions, image: str, manifest: s
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "initContainers": [_fetch_container(image, manifest, options, d.resources)],
-        "containers": [_scoring_container(d, image, options)],
-        "volumes": _volumes(options),
+        "containers": [_scoring_container(d, image, options), *_upload_containers(d, options, image)],
+        "volumes": _volumes(options, d),
         "topologySpreadConstraints": [
             {
                 "maxSkew": 1,
@@ -693,12 +773,14 @@ def render_service(
     owner_uid: str | None = None,
     manage_replicas: bool = False,
     image: str | None = None,
+    route: Mapping[str, Any] | None = None,
 ) -> list[K8sObject]:
-    """Every object of one generation of a service, in apply order: anchor ConfigMap, keys Secret
-    (when ``keys``), headless Service, Deployment. Objects other than the anchor carry an owner
-    reference to it once ``owner_uid`` (the anchor's uid, known after it is created) is given."""
+    """Every object of one generation of a service, in apply order: anchor ConfigMap (with
+    ``route`` in ``data.route``), keys Secret (when ``keys``), headless Service, Deployment. Objects
+    other than the anchor carry an owner reference to it once ``owner_uid`` (the anchor's uid,
+    known after it is created) is given."""
     service = deployment.service
-    objects = [render_anchor(service, options)]
+    objects = [render_anchor(service, options, route)]
     if keys is not None:
         objects.append(render_keys_secret(service, keys, options, owner_uid))
     objects.append(render_discovery_service(service, options, owner_uid))
@@ -738,6 +820,12 @@ def _dockerfile(env_hash: str, requirements: Sequence[str], build: BuildOptions)
     """Exec-form RUN with JSON-quoted requirements: no shell quoting and no COPY from the context
     (ConfigMap volumes are symlinks, which builders copy as links)."""
     base = build.base_image or f"python:{build.python}-slim"
+    source = build.modelhost_source
+    if source is not None and (not source or "/" in source or source.startswith(".")):
+        raise _invalid(
+            f"modelhost_source {source!r} is not a file name in the build context",
+            "Name the wheel or folder copied into the context, e.g. 'modelhost-0.1.0-py3-none-any.whl'.",
+        )
     install = [
         "/opt/modelhost-env/bin/python",
         "-m",
@@ -745,14 +833,16 @@ def _dockerfile(env_hash: str, requirements: Sequence[str], build: BuildOptions)
         "install",
         "--no-cache-dir",
         "--disable-pip-version-check",
-        build.modelhost_requirement,
+        f"/tmp/modelhost-src/{source}" if source else build.modelhost_requirement,
         *requirements,
     ]
+    copy = [f"COPY {json.dumps([source, f'/tmp/modelhost-src/{source}'])}"] if source else []
     return "\n".join(
         [
             f"# modelhost environment {env_hash}",
             f"FROM {base}",
             'RUN ["python3", "-m", "venv", "/opt/modelhost-env"]',
+            *copy,
             f"RUN {json.dumps(install)}",
             "ENV VIRTUAL_ENV=/opt/modelhost-env PATH=/opt/modelhost-env/bin:$PATH PYTHONUNBUFFERED=1",
             f"WORKDIR {names.APP_ROOT}",
@@ -760,6 +850,13 @@ def _dockerfile(env_hash: str, requirements: Sequence[str], build: BuildOptions)
             "",
         ]
     )
+
+
+def dockerfile(env_hash: str, requirements: Sequence[str], build: BuildOptions | None = None) -> str:
+    """The Dockerfile of an environment image (what the build ConfigMap holds; local builds use it too)."""
+    _digest(env_hash, "environment hash")
+    _check_requirements(requirements)
+    return _dockerfile(env_hash, requirements, build or BuildOptions())
 
 
 def _build_labels(env_hash: str, options: K8sOptions) -> dict[str, str]:

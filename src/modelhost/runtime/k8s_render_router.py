@@ -8,8 +8,9 @@ kubernetes --namespace <ns>``: it watches the namespace's EndpointSlices and key
 disables the front end's self-scaling on DevTest clusters); ``FastProd`` omits ``spec.replicas``:
 ``modelhost compute install-router`` creates it and then sets :data:`FAST_PROD_REPLICAS` through the
 ``scale`` subresource, the same hand-over as a service's Deployment (docs/kubernetes-render.md), so
-the field stays with the scaler (the control plane's autoscaler loop, applying the same decider to
-the router's own utilisation with :data:`FAST_PROD_REPLICAS` as the floor). Never an HPA.
+the field stays with the scaler (the control plane's ``RouterScaler`` loop, control/router_scaler.py,
+applying the services' decider to the router's own load with :data:`FAST_PROD_REPLICAS` as the
+floor). Never an HPA.
 
 TLS: with ``tls_secret`` (a ``kubernetes.io/tls`` Secret) the router serves HTTPS from it: the Secret
 is mounted with ``tls.crt``/``tls.key`` as ``cert.pem``/``key.pem`` into ``--tls-dir``, which the

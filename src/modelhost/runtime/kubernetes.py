@@ -15,7 +15,13 @@ Construction (what the control plane wires; nothing else is needed)::
         environment_image=None,          # ServiceDeployment -> image reference (e.g. by digest, see
                                          # runtime/oci.py); None: <registry>/modelhost-env:<environment_hash>
         keys=None,                       # ServiceName -> ServiceKeys | None: rendered as the keys Secret
+        route=None,                      # ServiceName -> route settings | None: the anchor's data.route
+        token_keys=None,                 # () -> (issuer, kid -> public key) | None: the token keys ConfigMap
     )
+
+The in-cluster router (docs/kubernetes.md) reads the anchors' ``data.route``, the keys Secrets and
+the token keys ConfigMap; :meth:`KubernetesRuntime.update_route` and
+:meth:`KubernetesRuntime.update_token_keys` re-apply them at once when keys or settings change.
 
 Every :class:`~modelhost.runtime.base.ServiceDeployment` it deploys must carry
 ``environment_hash`` and ``snapshot_sha256`` (ValidationError otherwise).
@@ -40,12 +46,13 @@ How it works (docs/runtime.md, "kubernetes"):
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -61,10 +68,15 @@ from modelhost.runtime.k8s_render import (
     fetch_manifest,
     render_anchor,
     render_fetch_token_secret,
+    render_keys_secret,
     render_scale,
     render_service,
+    render_token_keys,
+    route_json,
 )
+from modelhost.runtime.k8s_render_upload import collects, render_upload_token_secret
 from modelhost.runtime.k8s_status import StatusPolicy
+from modelhost.runtime.upload import upload_token
 from modelhost.types import ReplicaId, ServiceName
 
 __all__ = ["BlobSink", "KubernetesRuntime"]
@@ -120,6 +132,8 @@ class KubernetesRuntime:
         fetch_token: str | None = None,
         environment_image: Callable[[ServiceDeployment], str] | None = None,
         keys: Callable[[ServiceName], ServiceKeys | None] | None = None,
+        route: Callable[[ServiceName], Mapping[str, Any] | None] | None = None,
+        token_keys: Callable[[], tuple[str, Mapping[str, str]] | None] | None = None,
         policy: StatusPolicy | None = None,
         poll_s: float = 1.0,
         cache_s: float = 0.5,
@@ -141,6 +155,8 @@ class KubernetesRuntime:
         self._fetch_token_applied = False
         self._environment_image = environment_image
         self._keys = keys
+        self._route = route
+        self._token_keys = token_keys
         self._policy = policy or StatusPolicy()
         self._poll_s = poll_s
         self._cache_s = cache_s
@@ -179,8 +195,15 @@ class KubernetesRuntime:
             )
         self._blobs.put_bytes(fetch_manifest(d, snapshot))  # pods fetch it by digest
         self._ensure_fetch_token()
-        anchor = self._apply(render_anchor(d.service, self._options))
+        route = self._route(d.service) if self._route is not None else None
+        tokens = self._token_keys() if self._token_keys is not None else None
+        if tokens is not None:
+            self.update_token_keys(*tokens)
+        anchor = self._apply(render_anchor(d.service, self._options, route))
         uid = anchor["metadata"]["uid"]
+        if collects(d.env) and self._fetch_token is not None:  # the upload sidecar's service-scoped token
+            token = upload_token(self._fetch_token, d.service)
+            self._apply(render_upload_token_secret(d.service, token, self._options, uid))
         image = self._environment_image(d) if self._environment_image is not None else None
         objects = render_service(
             d,
@@ -190,6 +213,7 @@ class KubernetesRuntime:
             keys=self._keys(d.service) if self._keys is not None else None,
             owner_uid=uid,
             image=image,
+            route=route,
         )
         deployment_name = names.deployment_name(d.service, d.generation)
         created = not self._deployment_exists(deployment_name)
@@ -266,6 +290,30 @@ class KubernetesRuntime:
             "(Kubernetes' garbage collector has not removed all of its objects)",
             hint=f"Look at 'kubectl -n {self._ns} get all -l {names.LABEL_SERVICE}={service}'.",
         )
+
+    def update_route(self, service: ServiceName, keys: ServiceKeys | None,
+                     route: Mapping[str, Any] | None) -> bool:
+        """Re-apply what the in-cluster router reads of ``service`` now: the anchor's ``data.route``
+        and (when ``keys``) the keys Secret. False when the service has no anchor (not deployed, or
+        deleted meanwhile): a merge patch, never an apply, so a deleted service is not re-created."""
+        anchor = names.anchor_name(service)
+        value = route_json(service, route) if route is not None else None
+        try:
+            resp = self._core.patch_namespaced_config_map(
+                anchor, self._ns, {"data": {"route": value}}, field_manager=names.FIELD_MANAGER,
+                _content_type=_MERGE, _preload_content=False)
+        except self._client.ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise self._api_error(exc, f"update the route of service {service}") from exc
+        live = json.loads(resp.data)
+        if keys is not None and not live["metadata"].get("deletionTimestamp"):
+            self._apply(render_keys_secret(service, keys, self._options, live["metadata"]["uid"]))
+        return True
+
+    def update_token_keys(self, issuer: str, public_keys: Mapping[str, str]) -> None:
+        """Apply the namespace's token keys ConfigMap (public keys only) the router verifies with."""
+        self._apply(render_token_keys(issuer, public_keys, self._options))
 
     def adopt(self) -> list[ServiceStatus]:
         self._refresh()
@@ -553,6 +601,30 @@ class KubernetesRuntime:
             if cached:  # none yet: the status waits a little for them (StatusPolicy.crash_log_wait_s)
                 tails[pod] = cached
         return tails
+
+    def log_streams(self, service: ServiceName) -> list[tuple[str, str, Callable[[], Iterator[bytes]]]]:
+        """``(pod, instance key, opener)`` for each running scoring container of ``service``: the
+        opener follows its ``pods/log``; the key (pod uid, restart count) changes with a restart.
+        The control plane mirrors these for telemetry (control/pod_logs.py)."""
+        out: list[tuple[str, str, Callable[[], Iterator[bytes]]]] = []
+        for pod in self._cached().pods.get(service, []):
+            meta = pod["metadata"]
+            status = next((c for c in pod.get("status", {}).get("containerStatuses") or ()
+                           if c.get("name") == k8s_status.SCORING_CONTAINER), None)
+            if status is None or "running" not in (status.get("state") or {}):
+                continue
+            key = f"{meta.get('uid')}-{status.get('restartCount', 0)}"
+            out.append((meta["name"], key, functools.partial(self._follow_log, meta["name"])))
+        return out
+
+    def _follow_log(self, pod: str) -> Iterator[bytes]:
+        resp = self._core.read_namespaced_pod_log(
+            pod, self._ns, container=k8s_status.SCORING_CONTAINER, follow=True, _preload_content=False
+        )
+        try:
+            yield from resp.stream(8192)
+        finally:
+            resp.release_conn()
 
     def _read_log(self, pod: str, container: str, tail: int, *, previous: bool = False) -> str:
         """``pods/log`` of the container's current (or previous) instance; "" when that instance

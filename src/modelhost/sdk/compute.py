@@ -18,6 +18,7 @@ the files it refers to inlined, and is never returned.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -96,6 +97,7 @@ class KubernetesAttachConfiguration(SslEnabling):
         cluster_purpose: str | None = None,
         registry: str | None = None,
         artifact_url: str | None = None,
+        **images: Any,
     ) -> None:
         purpose = cluster_purpose or AksCompute.ClusterPurpose.FAST_PROD
         if purpose not in CLUSTER_PURPOSES:
@@ -109,6 +111,9 @@ class KubernetesAttachConfiguration(SslEnabling):
         self.cluster_purpose = purpose
         self.registry = registry
         self.artifact_url = artifact_url
+        # environment images (docs/kubernetes.md): shared_registry, registry_insecure, builder,
+        # registry_credentials / shared_registry_credentials ({"username", "password"}: secrets)
+        self.images = {k: v for k, v in images.items() if v is not None}
 
     def validate_configuration(self) -> None:
         """v1 name; the configuration is checked when built and, completely, when attached."""
@@ -123,6 +128,7 @@ class KubernetesAttachConfiguration(SslEnabling):
             "cluster_purpose": self.cluster_purpose,
             "registry": self.registry,
             "artifact_url": self.artifact_url,
+            **self.images,
         }
 
     def __repr__(self) -> str:
@@ -243,6 +249,11 @@ class KubernetesCompute(ComputeTarget):
         cluster_purpose: str | None = None,
         registry: str | None = None,
         artifact_url: str | None = None,
+        shared_registry: str | None = None,
+        registry_insecure: bool | None = None,
+        builder: str | None = None,
+        registry_credentials: Mapping[str, str] | None = None,
+        shared_registry_credentials: Mapping[str, str] | None = None,
         **v1_args: Any,
     ) -> KubernetesAttachConfiguration:
         """``kubeconfig`` defaults to ``$KUBECONFIG`` then ``~/.kube/config``; ``context`` to its
@@ -266,7 +277,10 @@ class KubernetesCompute(ComputeTarget):
                 hint="Arguments: kubeconfig, context, namespace, cluster_purpose, registry, artifact_url.",
             )
         return KubernetesAttachConfiguration(
-            kubeconfig, context, namespace, cluster_purpose, registry, artifact_url
+            kubeconfig, context, namespace, cluster_purpose, registry, artifact_url,
+            shared_registry=shared_registry, registry_insecure=registry_insecure, builder=builder,
+            registry_credentials=dict(registry_credentials or {}) or None,
+            shared_registry_credentials=dict(shared_registry_credentials or {}) or None,
         )
 
     @staticmethod

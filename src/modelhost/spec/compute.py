@@ -66,12 +66,19 @@ class AttachRequest:
     kubeconfig: str
     registry: str = DEFAULT_REGISTRY
     artifact_url: str | None = None
+    # environment images (docs/kubernetes.md, "Environment images"); credentials are secrets
+    shared_registry: str | None = None
+    registry_insecure: bool = False
+    builder: str | None = None
+    registry_credentials: tuple[str, str] | None = None
+    shared_registry_credentials: tuple[str, str] | None = None
 
     def __repr__(self) -> str:
         return (
             f"AttachRequest(name={self.name!r}, namespace={self.namespace!r}, context={self.context!r}, "
             f"cluster_purpose={self.cluster_purpose!r}, registry={self.registry!r}, "
-            f"artifact_url={self.artifact_url!r}, kubeconfig=<hidden>)"
+            f"artifact_url={self.artifact_url!r}, shared_registry={self.shared_registry!r}, "
+            f"builder={self.builder!r}, kubeconfig=<hidden>, credentials=<hidden>)"
         )
 
 
@@ -109,6 +116,7 @@ def parse_attach_request(name: str, body: object) -> AttachRequest:
     kubeconfig = body.get("kubeconfig")
     if not isinstance(kubeconfig, str) or not kubeconfig.strip():
         problems.append("kubeconfig must be the text of a kubeconfig file")
+    images = _image_options(body, problems)
     if problems:
         raise ValidationError(
             "\n".join(problems),
@@ -118,7 +126,48 @@ def parse_attach_request(name: str, body: object) -> AttachRequest:
     assert isinstance(kubeconfig, str) and isinstance(namespace, str) and isinstance(registry, str)
     chosen: ClusterPurpose = "DevTest" if purpose == "DevTest" else "FastProd"
     url = artifact_url.rstrip("/") if isinstance(artifact_url, str) else None
-    return AttachRequest(name, namespace, context, chosen, kubeconfig, registry, url)
+    return AttachRequest(name, namespace, context, chosen, kubeconfig, registry, url, *images)
+
+
+_BUILDERS: Final = ("kaniko", "buildkit", "local")
+
+
+def _credentials(body: dict[str, Any], key: str, problems: list[str]) -> tuple[str, str] | None:
+    raw = body.get(key)
+    if raw is None:
+        return None
+    user = raw.get("username") if isinstance(raw, dict) else None
+    password = raw.get("password") if isinstance(raw, dict) else None
+    if not isinstance(user, str) or not user or not isinstance(password, str) or not password:
+        # never the value: it holds a password
+        problems.append(f"{key} must be null or {{'username': str, 'password': str}}, both non-empty")
+        return None
+    return user, password
+
+
+def _image_options(
+    body: dict[str, Any], problems: list[str]
+) -> tuple[str | None, bool, str | None, tuple[str, str] | None, tuple[str, str] | None]:
+    """The environment-image fields of an attach body: shared registry, insecure flag, builder and
+    the two registries' credentials."""
+    shared = body.get("shared_registry")
+    if shared is not None and (not isinstance(shared, str) or "://" in shared or not _REGISTRY.match(shared)):
+        problems.append(
+            f"shared_registry must be null or a host[:port][/path] without a scheme, got {shared!r}"
+        )
+    insecure = body.get("registry_insecure", False)
+    if not isinstance(insecure, bool):
+        problems.append(f"registry_insecure must be true or false, got {insecure!r}")
+    builder = body.get("builder")
+    if builder is not None and builder not in _BUILDERS:
+        problems.append(f"builder must be null or one of {', '.join(_BUILDERS)}, got {builder!r}")
+    return (
+        shared if isinstance(shared, str) else None,
+        insecure is True,
+        builder if isinstance(builder, str) else None,
+        _credentials(body, "registry_credentials", problems),
+        _credentials(body, "shared_registry_credentials", problems),
+    )
 
 
 @dataclass(frozen=True)

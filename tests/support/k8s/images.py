@@ -4,15 +4,21 @@ Python environment whose ``bin/`` goes first on the process's PATH.
 ``LocalImages`` is the resolver the fixtures configure:
 - the "modelhost image" (``modelhost/modelhost:<any tag>`` by default) is the test venv (``sys.prefix``);
 - ``<registry>/modelhost-env:<hash>`` is the environment built for that hash, ``<envs_dir>/<hash>``;
-- ``...@sha256:<digest>`` and any other exact reference is what a test registered with ``register``.
+- ``...@sha256:<digest>`` and any other exact reference is what a test registered with ``register``;
+- ``<127.0.0.1:port>/.../modelhost-env@sha256:<digest>`` otherwise is "pulled" like a kubelet would:
+  the manifest and its config are read from that (test) registry, and the config's label
+  ``io.modelhost.environment`` names the hash whose ``modelhost-env:<hash>`` it resolves as (what
+  the stand-in builder pushed for a build, tests/support/k8s/standin_builder.py).
 An image it does not know resolves to ``None``: the container waits with ``ErrImagePull`` /
 ``ImagePullBackOff`` as a kubelet's would.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +94,9 @@ class LocalImages:
             for key in (image, digest or "", f"{name}@{digest}" if digest else ""):
                 if key and key in self._exact:
                     return self._exact[key]
+        if digest and name.rsplit("/", 1)[-1] == "modelhost-env" and _loopback(name):
+            env_hash = _pulled_environment(name, digest)
+            return self(f"{name}:{env_hash}") if env_hash else None
         if _repo_of(name) in self.modelhost_repos:
             return ResolvedImage(Path(sys.prefix), image_id=f"local://{sys.prefix}")
         if name.rsplit("/", 1)[-1] == "modelhost-env" and tag and self.envs_dir is not None:
@@ -95,6 +104,27 @@ class LocalImages:
             if (env / "bin").is_dir():
                 return ResolvedImage(env, image_id=f"local://{env}")
         return None
+
+
+def _loopback(name: str) -> bool:
+    return name.split("/", 1)[0].split(":")[0] in ("127.0.0.1", "localhost")
+
+
+def _pulled_environment(name: str, digest: str) -> str | None:
+    """The ``io.modelhost.environment`` label of image ``name@digest`` in its (plain HTTP) registry."""
+    host, repo = name.split("/", 1)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+    try:
+        request = urllib.request.Request(f"http://{host}/v2/{repo}/manifests/{digest}", headers=accept)
+        with opener.open(request, timeout=10) as resp:
+            config = json.loads(resp.read())["config"]["digest"]
+        with opener.open(f"http://{host}/v2/{repo}/blobs/{config}", timeout=10) as resp:
+            labels = json.loads(resp.read()).get("config", {}).get("Labels") or {}
+    except (OSError, ValueError, KeyError):
+        return None  # not pullable: ErrImagePull, as a kubelet
+    value = labels.get("io.modelhost.environment")
+    return value if isinstance(value, str) else None
 
 
 def _repo_of(name: str) -> str:
