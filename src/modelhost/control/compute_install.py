@@ -10,8 +10,6 @@ Deployment and its pod, which the CLI polls until the control plane is available
 
 from __future__ import annotations
 
-import contextlib
-import json
 import secrets
 from collections import defaultdict
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 from modelhost import __version__
 from modelhost.control.compute import ComputeService, _write_private
 from modelhost.control.compute_access import AccessCheck, required_checks
+from modelhost.control.k8s_apply import Installer
 from modelhost.errors import ValidationError
 from modelhost.runtime import k8s_names as names
 from modelhost.runtime.k8s_render_control import (
@@ -39,8 +38,11 @@ __all__ = [
     "token_path",
 ]
 
+_INSTALLER = Installer(
+    "the control plane", "serviceaccounts, roles, rolebindings and persistentvolumeclaims"
+)
+
 DEFAULT_CONTROL_IMAGE = f"modelhost/modelhost:{__version__}"
-_APPLY = "application/apply-patch+yaml"
 _OPTIONAL_STR = ("storage_class", "database_secret", "artifact_url", "target_name")
 
 
@@ -132,7 +134,7 @@ def install_control(compute: ComputeService, home: Path, name: str, body: object
         }
         applied = []
         for obj in objects:
-            _apply(calls[obj["kind"]], obj, record.namespace)
+            _INSTALLER.apply(calls[obj["kind"]], obj, record.namespace)
             applied.append(f"{obj['kind']}/{obj['metadata']['name']}")
     finally:
         api.close()
@@ -150,28 +152,6 @@ def install_control(compute: ComputeService, home: Path, name: str, body: object
     }
 
 
-def _apply(call: Any, obj: dict[str, Any], namespace: str) -> None:
-    from kubernetes.client.exceptions import ApiException
-
-    try:
-        call(obj["metadata"]["name"], namespace, obj, field_manager=names.FIELD_MANAGER, force=True,
-             _content_type=_APPLY, _preload_content=False)
-    except ApiException as exc:
-        raise _refused(exc, f"apply {obj['kind']}/{obj['metadata']['name']}", namespace) from exc
-
-
-def _refused(exc: Any, what: str, namespace: str) -> ValidationError:
-    reason = exc.reason
-    with contextlib.suppress(TypeError, ValueError, AttributeError):
-        reason = json.loads(exc.body).get("message", reason)
-    hint = "Check the target with 'modelhost compute show'."
-    if exc.status == 403:
-        hint = (f"Installing the control plane also needs create/patch on serviceaccounts, roles, "
-                f"rolebindings and persistentvolumeclaims in namespace {namespace}: run it with an "
-                "admin kubeconfig, or grant those (docs/kubernetes.md).")
-    return ValidationError(
-        f"Installing the control plane failed: cannot {what} (HTTP {exc.status}): {reason}", hint=hint
-    )
 
 
 def _waiting(pod: Any) -> list[str]:
@@ -203,7 +183,7 @@ def control_status(compute: ComputeService, name: str) -> dict[str, Any]:
         except ApiException as exc:
             if exc.status == 404:
                 return {"name": name, "namespace": record.namespace, "installed": False, "available": False}
-            raise _refused(exc, f"read Deployment/{CONTROL_NAME}", record.namespace) from exc
+            raise _INSTALLER.refused(exc, f"read Deployment/{CONTROL_NAME}", record.namespace) from exc
         pods: list[Any] = core.list_namespaced_pod(
             record.namespace, label_selector=f"{names.LABEL_NAME}={CONTROL_NAME}"
         ).items

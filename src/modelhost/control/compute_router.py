@@ -9,12 +9,11 @@ Deployment carries no ``spec.replicas``: a Deployment this call creates is scale
 
 from __future__ import annotations
 
-import contextlib
-import json
 from typing import Any
 
 from modelhost import __version__
 from modelhost.control.compute import ComputeService
+from modelhost.control.k8s_apply import Installer
 from modelhost.errors import ValidationError
 from modelhost.runtime import k8s_names as names
 from modelhost.runtime.k8s_render import render_scale
@@ -22,8 +21,9 @@ from modelhost.runtime.k8s_render_router import ROUTER_NAME, RouterOptions, rend
 
 __all__ = ["DEFAULT_ROUTER_IMAGE", "install_router", "router_options"]
 
+_INSTALLER = Installer("the router", "serviceaccounts, roles and rolebindings")
+
 DEFAULT_ROUTER_IMAGE = f"modelhost/modelhost:{__version__}"
-_APPLY = "application/apply-patch+yaml"
 _SERVICE_TYPES = ("LoadBalancer", "ClusterIP", "NodePort")
 
 
@@ -71,7 +71,7 @@ def install_router(compute: ComputeService, name: str, body: object) -> dict[str
         existed = _exists(apps, record.namespace)
         applied = []
         for obj in objects:
-            _apply(calls[obj["kind"]], obj, record.namespace)
+            _INSTALLER.apply(calls[obj["kind"]], obj, record.namespace)
             applied.append(f"{obj['kind']}/{obj['metadata']['name']}")
         replicas = router_replicas(record.cluster_purpose)
         if options.cluster_purpose == "FastProd" and not existed:
@@ -93,28 +93,7 @@ def _exists(apps: Any, namespace: str) -> bool:
     except ApiException as exc:
         if exc.status == 404:
             return False
-        raise _refused(exc, "read Deployment/modelhost-router", namespace) from exc
+        raise _INSTALLER.refused(exc, "read Deployment/modelhost-router", namespace) from exc
     return True
 
 
-def _apply(call: Any, obj: dict[str, Any], namespace: str) -> None:
-    from kubernetes.client.exceptions import ApiException
-
-    try:
-        call(obj["metadata"]["name"], namespace, obj, field_manager=names.FIELD_MANAGER, force=True,
-             _content_type=_APPLY, _preload_content=False)
-    except ApiException as exc:
-        raise _refused(exc, f"apply {obj['kind']}/{obj['metadata']['name']}", namespace) from exc
-
-
-def _refused(exc: Any, what: str, namespace: str) -> ValidationError:
-    reason = exc.reason
-    with contextlib.suppress(TypeError, ValueError, AttributeError):
-        reason = json.loads(exc.body).get("message", reason)
-    hint = "Check the target with 'modelhost compute show'."
-    if exc.status == 403:
-        hint = (f"Installing the router also needs create/patch on serviceaccounts, roles and "
-                f"rolebindings in namespace {namespace}: run it with an admin kubeconfig, or grant "
-                "those (docs/kubernetes.md).")
-    return ValidationError(f"Installing the router failed: cannot {what} (HTTP {exc.status}): {reason}",
-                           hint=hint)
